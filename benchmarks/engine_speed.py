@@ -1,0 +1,131 @@
+"""NumPy engine vs PyTorch on the CPU, side by side in one process.
+
+Prints, for the cifar10 architecture in DESIGN.md with the same weights and threads:
+- forward of one image keeping every layer's volume (PyTorch: forward hooks),
+- training throughput (images/s, forward + backward + SGD step) at batch 128,
+- peak memory of a NumPy training step.
+
+    python benchmarks/engine_speed.py [--repeats 20] [--threads 2]
+
+Needs `pip install torch==2.13.0` (the yardstick only; ConvScope never imports it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+
+import model
+from model.optim import SGD
+
+
+def torch_sequential(net: model.Network):
+    """An nn.Sequential of the same layers, loaded with the same weights."""
+    import torch
+    from torch import nn
+
+    modules: list[nn.Module] = []
+    for layer in net.layers:
+        if layer.kind == "conv":
+            modules.append(nn.Conv2d(layer.input_shape[2], layer.filters, layer.size,
+                                     layer.stride, layer.pad))
+        elif layer.kind == "relu":
+            modules.append(nn.ReLU())
+        elif layer.kind == "pool":
+            modules.append(nn.MaxPool2d(layer.size, layer.stride))
+        elif layer.kind == "fc":
+            modules += [nn.Flatten(), nn.Linear(int(np.prod(layer.input_shape)), layer.units)]
+        elif layer.kind == "softmax":
+            modules.append(nn.Softmax(dim=1))
+    seq = nn.Sequential(*modules)
+    params = [p for m in seq for p in m.parameters()]
+    with torch.no_grad():
+        for p, value in zip(params, net.state_dict().values(), strict=True):
+            p.copy_(torch.from_numpy(value))
+    return seq
+
+
+def best_of(fn, repeats: int) -> float:
+    """Median seconds of fn() over repeats (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=128)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    net = model.build("cifar10", seed=0)
+    seq = torch_sequential(net)
+    rng = np.random.default_rng(0)
+
+    # Forward of one image, keeping every layer's volume.
+    x = rng.standard_normal((1, 32, 32, 3)).astype(np.float32)
+    volumes = net.forward(x)
+    kept: list = []
+    for module in seq:
+        if not isinstance(module, torch.nn.Flatten):
+            module.register_forward_hook(lambda m, i, o: kept.append(o))
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+
+    def torch_forward():
+        kept.clear()
+        with torch.no_grad():
+            seq(xt)
+
+    torch_forward()
+    err = max(
+        float(np.abs(v - (k.permute(0, 2, 3, 1) if k.ndim == 4 else k[:, None, None]).numpy()).max())
+        for v, k in zip(volumes, kept, strict=True)
+    )
+    t_np = best_of(lambda: net.forward(x), args.repeats * 10)
+    t_torch = best_of(torch_forward, args.repeats * 10)
+    print(f"forward 1 image, all volumes: numpy {t_np * 1e3:.2f} ms, torch {t_torch * 1e3:.2f} ms,"
+          f" ratio numpy/torch {t_np / t_torch:.2f} (max abs diff {err:.1e})")
+
+    # Training step: forward + backward + SGD (Nesterov, weight decay), batch 128.
+    xb = rng.standard_normal((args.batch, 32, 32, 3)).astype(np.float32)
+    yb = rng.integers(0, 10, args.batch)
+    optimizer = SGD(net.state_dict(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+    def numpy_step():
+        _, grads = net.loss(xb, yb)
+        optimizer.step(grads)
+
+    tseq = torch.nn.Sequential(*list(seq)[:-1])  # scores; the loss applies log-softmax
+    topt = torch.optim.SGD(tseq.parameters(), lr=0.01, momentum=0.9, nesterov=True,
+                           weight_decay=5e-4)
+    xbt = torch.from_numpy(xb.transpose(0, 3, 1, 2).copy())
+    ybt = torch.from_numpy(yb)
+
+    def torch_step():
+        topt.zero_grad()
+        torch.nn.functional.cross_entropy(tseq(xbt), ybt).backward()
+        topt.step()
+
+    reps = max(3, args.repeats // 4)
+    t_np = best_of(numpy_step, reps)
+    t_torch = best_of(torch_step, reps)
+    ips_np, ips_torch = args.batch / t_np, args.batch / t_torch
+    print(f"training batch {args.batch}: numpy {ips_np:.0f} images/s, torch {ips_torch:.0f} images/s,"
+          f" ratio numpy/torch {ips_np / ips_torch:.2f}")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of the process (both engines): {peak_mb:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,373 @@
+"""The layers of a ConvNet, each a forward/backward pair on batches of volumes.
+
+Every volume is an array of shape (N, H, W, D): batch, height, width, depth.
+Parameters use PyTorch's layout (conv weight (F, C, KH, KW), fc weight (out, in)) so
+weights move to and from an ``nn.Sequential`` unchanged.
+
+A layer keeps its parameters in ``params`` and nothing else between calls:
+``forward_train`` returns ``(out, cache)`` and ``backward(dout, cache)`` returns
+``(dx, grads)``, where ``grads`` has the same keys as ``params``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+Shape = tuple[int, int, int]
+Params = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Where one layer's neurons look on the input image.
+
+    Neuron (row, col) of the layer is centred on input pixel
+    ``(start + row * jump, start + col * jump)`` and sees ``size`` x ``size`` pixels.
+    ``start`` can be fractional for even kernels.
+    """
+
+    size: int
+    jump: int
+    start: float
+
+    def box(self, row: int, col: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """The input pixels neuron (row, col) sees, as (top, left, bottom, right), inclusive,
+        clipped to an input of height x width."""
+        half = (self.size - 1) / 2
+        top = int(np.ceil(self.start + row * self.jump - half))
+        left = int(np.ceil(self.start + col * self.jump - half))
+        bottom, right = top + self.size - 1, left + self.size - 1
+        return max(top, 0), max(left, 0), min(bottom, height - 1), min(right, width - 1)
+
+    def through(self, size: int, stride: int, pad: int) -> ReceptiveField:
+        """The receptive field after one more sliding-window layer."""
+        return ReceptiveField(
+            size=self.size + (size - 1) * self.jump,
+            jump=self.jump * stride,
+            start=self.start + ((size - 1) / 2 - pad) * self.jump,
+        )
+
+
+class Layer:
+    """Base class: a named layer with no parameters that keeps the input's shape."""
+
+    kind = "layer"
+
+    def __init__(self, name: str, input_shape: Shape):
+        self.name = name
+        self.input_shape = tuple(input_shape)
+        self.params: Params = {}
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.input_shape
+
+    @property
+    def param_count(self) -> int:
+        return sum(p.size for p in self.params.values())
+
+    def receptive_field(self, before: ReceptiveField) -> ReceptiveField:
+        return before
+
+    def config(self) -> dict[str, Any]:
+        """The layer as a spec entry (JSON-ready)."""
+        return {"kind": self.kind, "name": self.name}
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.forward_train(x)[0]
+
+    def forward_train(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        raise NotImplementedError
+
+    def backward(self, dout: np.ndarray, cache: Any) -> tuple[np.ndarray, Params]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        h, w, d = self.output_shape
+        return f"{self.kind.upper()} -> {h}x{w}x{d}"
+
+
+def _padded(x: np.ndarray, pad: int) -> np.ndarray:
+    """Zero-pad height and width; np.pad is several times slower for this."""
+    if pad == 0:
+        return x
+    n, h, w, c = x.shape
+    out = np.zeros((n, h + 2 * pad, w + 2 * pad, c), dtype=x.dtype)
+    out[:, pad : pad + h, pad : pad + w] = x
+    return out
+
+
+def _windows(x_pad: np.ndarray, kh: int, kw: int, stride: int, ho: int, wo: int) -> np.ndarray:
+    """A view of shape (N, HO, WO, KH, KW, C): every sliding window, no copy."""
+    sn, sh, sw, sc = x_pad.strides
+    n, c = x_pad.shape[0], x_pad.shape[3]
+    return as_strided(
+        x_pad,
+        shape=(n, ho, wo, kh, kw, c),
+        strides=(sn, sh * stride, sw * stride, sh, sw, sc),
+        writeable=False,
+    )
+
+
+def _im2col(x: np.ndarray, k: int, stride: int, pad: int, ho: int, wo: int) -> np.ndarray:
+    """(N * HO * WO, K * K * C): one row per output position, (kh, kw, c) order."""
+    cols = _windows(_padded(x, pad), k, k, stride, ho, wo)
+    return cols.reshape(x.shape[0] * ho * wo, -1)
+
+
+def _out_size(size: int, kernel: int, stride: int, pad: int) -> int:
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+class Conv(Layer):
+    """Convolution: F filters of size KH x KW over all C input channels.
+
+    weight (F, C, KH, KW), bias (F,). Input (N, H, W, C) -> output (N, HO, WO, F) with
+    HO = (H + 2 * pad - KH) // stride + 1.
+    """
+
+    kind = "conv"
+
+    def __init__(
+        self, name: str, input_shape: Shape, filters: int, size: int, stride: int = 1, pad: int = 0
+    ):
+        super().__init__(name, input_shape)
+        h, w, c = self.input_shape
+        self.filters, self.size, self.stride, self.pad = filters, size, stride, pad
+        if _out_size(h, size, stride, pad) < 1 or _out_size(w, size, stride, pad) < 1:
+            raise ValueError(
+                f"{name}: a {size}x{size} kernel with pad {pad} does not fit a {h}x{w} input"
+            )
+        self.params = {
+            "weight": np.zeros((filters, c, size, size), np.float32),
+            "bias": np.zeros(filters, np.float32),
+        }
+
+    @property
+    def output_shape(self) -> Shape:
+        h, w, _ = self.input_shape
+        s, st, p = self.size, self.stride, self.pad
+        return _out_size(h, s, st, p), _out_size(w, s, st, p), self.filters
+
+    def receptive_field(self, before: ReceptiveField) -> ReceptiveField:
+        return before.through(self.size, self.stride, self.pad)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **super().config(),
+            "filters": self.filters,
+            "size": self.size,
+            "stride": self.stride,
+            "pad": self.pad,
+        }
+
+    def _weight_matrix(self) -> np.ndarray:
+        """weight as (KH * KW * C, F), matching the (kh, kw, c) order of the im2col rows."""
+        return self.params["weight"].transpose(2, 3, 1, 0).reshape(-1, self.filters)
+
+    def forward_train(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        n = x.shape[0]
+        ho, wo, f = self.output_shape
+        cols = _im2col(x, self.size, self.stride, self.pad, ho, wo)
+        out = cols @ self._weight_matrix()
+        out += self.params["bias"]
+        return out.reshape(n, ho, wo, f), (x.shape, cols)
+
+    def backward(self, dout: np.ndarray, cache: Any, need_dx: bool = True):
+        x_shape, cols = cache
+        n, h, w, c = x_shape
+        ho, wo, f = self.output_shape
+        k, s, p = self.size, self.stride, self.pad
+        dout_rows = dout.reshape(-1, f)
+        dweight = (dout_rows.T @ cols).reshape(f, k, k, c).transpose(0, 3, 1, 2)
+        grads = {"weight": np.ascontiguousarray(dweight), "bias": dout_rows.sum(axis=0)}
+        if not need_dx:
+            return None, grads
+        if s == 1 and p <= k - 1:
+            # dx is the "full" convolution of dout with the flipped filters: one more
+            # im2col + matrix product, about twice as fast as scattering columns back.
+            flipped = self.params["weight"][:, :, ::-1, ::-1].transpose(2, 3, 0, 1)
+            dx = _im2col(dout, k, 1, k - 1 - p, h, w) @ flipped.reshape(-1, c)
+            return dx.reshape(n, h, w, c), grads
+        dcols = (dout_rows @ self._weight_matrix().T).reshape(n, ho, wo, k, k, c)
+        # col2im: each kernel offset adds its slab back where it was read from.
+        dx = np.zeros((n, h + 2 * p, w + 2 * p, c), dtype=dout.dtype)
+        for i in range(k):
+            for j in range(k):
+                dx[:, i : i + s * ho : s, j : j + s * wo : s] += dcols[:, :, :, i, j]
+        return dx[:, p : p + h, p : p + w], grads
+
+    def __repr__(self) -> str:
+        h, w, d = self.output_shape
+        return f"CONV {self.size}x{self.size}x{self.filters} -> {h}x{w}x{d}"
+
+
+class ReLU(Layer):
+    """max(0, x), elementwise."""
+
+    kind = "relu"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return np.maximum(x, 0)
+
+    def forward_train(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        out = np.maximum(x, 0)
+        return out, out
+
+    def backward(self, dout: np.ndarray, cache: Any) -> tuple[np.ndarray, Params]:
+        # The gradient at exactly 0 is taken as 0, as PyTorch does.
+        return dout * (cache > 0), {}
+
+
+class MaxPool(Layer):
+    """Max over size x size windows moved by stride; no padding.
+
+    Where several inputs tie for the max, the first (row-major in the window) gets the
+    gradient, as in PyTorch.
+    """
+
+    kind = "pool"
+
+    def __init__(self, name: str, input_shape: Shape, size: int = 2, stride: int | None = None):
+        super().__init__(name, input_shape)
+        self.size, self.stride = size, stride or size
+        h, w, _ = self.input_shape
+        if h < size or w < size:
+            raise ValueError(f"{name}: a {size}x{size} pool does not fit a {h}x{w} input")
+
+    @property
+    def output_shape(self) -> Shape:
+        h, w, d = self.input_shape
+        return _out_size(h, self.size, self.stride, 0), _out_size(w, self.size, self.stride, 0), d
+
+    def receptive_field(self, before: ReceptiveField) -> ReceptiveField:
+        return before.through(self.size, self.stride, 0)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "size": self.size, "stride": self.stride}
+
+    def _offsets(self):
+        ho, wo, _ = self.output_shape
+        s = self.stride
+        for i in range(self.size):
+            for j in range(self.size):
+                yield (slice(None), slice(i, i + s * ho, s), slice(j, j + s * wo, s))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        offsets = self._offsets()
+        out = x[next(offsets)].copy()
+        for window_slice in offsets:
+            np.maximum(out, x[window_slice], out=out)
+        return out
+
+    def forward_train(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        out = self.forward(x)
+        return out, (x, out)
+
+    def backward(self, dout: np.ndarray, cache: Any) -> tuple[np.ndarray, Params]:
+        x, out = cache
+        dx = np.zeros(x.shape, dtype=dout.dtype)
+        # Which input was the max is found again here rather than stored by forward:
+        # comparing is cheaper than keeping and scattering an argmax array.
+        unclaimed = np.ones(out.shape, bool)
+        for window_slice in self._offsets():
+            winner = (x[window_slice] == out) & unclaimed
+            dx[window_slice] += dout * winner
+            unclaimed &= ~winner
+        return dx, {}
+
+    def __repr__(self) -> str:
+        h, w, d = self.output_shape
+        return f"POOL {self.size}x{self.size}/{self.stride} -> {h}x{w}x{d}"
+
+
+class FC(Layer):
+    """Fully connected: every output sees the whole input volume.
+
+    weight (out, in), bias (out,). The input volume is flattened depth-major (D, H, W),
+    like torch.flatten on an NCHW tensor. Output (N, 1, 1, out).
+    """
+
+    kind = "fc"
+
+    def __init__(self, name: str, input_shape: Shape, units: int):
+        super().__init__(name, input_shape)
+        self.units = units
+        fan_in = int(np.prod(self.input_shape))
+        self.params = {
+            "weight": np.zeros((units, fan_in), np.float32),
+            "bias": np.zeros(units, np.float32),
+        }
+
+    @property
+    def output_shape(self) -> Shape:
+        return 1, 1, self.units
+
+    def receptive_field(self, before: ReceptiveField) -> ReceptiveField:
+        h, w, _ = self.input_shape
+        return before.through(max(h, w), 1, 0)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "units": self.units}
+
+    def forward_train(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        flat = x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)
+        out = flat @ self.params["weight"].T + self.params["bias"]
+        return out.reshape(-1, 1, 1, self.units), (x.shape, flat)
+
+    def backward(self, dout: np.ndarray, cache: Any) -> tuple[np.ndarray, Params]:
+        (n, h, w, d), flat = cache
+        dout = dout.reshape(n, self.units)
+        grads = {"weight": dout.T @ flat, "bias": dout.sum(axis=0)}
+        dx = (dout @ self.params["weight"]).reshape(n, d, h, w).transpose(0, 2, 3, 1)
+        return dx, grads
+
+    def __repr__(self) -> str:
+        return f"FC {self.units} -> 1x1x{self.units}"
+
+
+class Softmax(Layer):
+    """Class probabilities from scores, along depth."""
+
+    kind = "softmax"
+
+    def forward_train(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        out = softmax(x)
+        return out, out
+
+    def backward(self, dout: np.ndarray, cache: Any) -> tuple[np.ndarray, Params]:
+        p = cache
+        return p * (dout - (dout * p).sum(axis=-1, keepdims=True)), {}
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Softmax along the last axis, shifted by the max so exp never overflows."""
+    shifted = scores - scores.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def softmax_cross_entropy(scores: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy of softmax(scores) against integer labels, and d loss / d scores.
+
+    scores: (N, C) or (N, 1, 1, C); labels: (N,) ints in [0, C).
+    """
+    shape = scores.shape
+    scores = scores.reshape(shape[0], -1)
+    n = scores.shape[0]
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = -log_probs[np.arange(n), labels].mean()
+    dscores = np.exp(log_probs)
+    dscores[np.arange(n), labels] -= 1
+    dscores /= n
+    return float(loss), dscores.reshape(shape)
+
+
+LAYER_KINDS: dict[str, type[Layer]] = {
+    cls.kind: cls for cls in (Conv, ReLU, MaxPool, FC, Softmax)
+}
