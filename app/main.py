@@ -1,0 +1,45 @@
+"""The web app. `create_app` only assembles: routers, static files, middleware, lifespan."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from app import __version__
+from app.api import docs, health
+from app.paths import STATIC_DIR
+from app.security import SecurityHeadersMiddleware
+from app.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A new app; without `settings`, they are read from CONVSCOPE_* environment variables.
+
+    `convscope serve --workers N` calls this once in each worker process.
+    """
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Expensive shared objects are made here, once per process, never at import time.
+        app.state.settings = settings
+        yield
+
+    app = FastAPI(
+        title="ConvScope",
+        version=__version__,
+        description="See inside a convolutional network, layer by layer.",
+        lifespan=lifespan,
+        # Replaced by app/api/docs.py, which needs no CDN.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.include_router(health.router)
+    app.include_router(docs.router)
+    app.mount(docs.ASSETS_URL, StaticFiles(directory=docs.SWAGGER_UI_DIR), name="docs-assets")
+    # check_dir=False: a bare checkout may not have static/ yet; the API still starts.
+    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+    return app

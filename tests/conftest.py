@@ -1,0 +1,149 @@
+"""Shared fixtures: the app and an httpx client, a real server in a subprocess, Chromium."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from app.main import create_app
+from app.settings import Settings
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+INSTALL_CHROMIUM = "install Chromium: apt-get install -y chromium"
+SERVER_START_SECONDS = 30
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(runs_dir=tmp_path / "runs")
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client calling the app in-process, with its lifespan running (as a server)."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def free_port() -> Callable[[], int]:
+    """A function returning a TCP port on 127.0.0.1 that nothing listens on right now."""
+    return _free_port
+
+
+@contextmanager
+def _server(command: Sequence[str], **popen: Any) -> Iterator[str]:
+    port = _free_port()
+    # A file, not a pipe: nobody reads a pipe while the server runs, and a full one blocks it.
+    log = tempfile.TemporaryFile(mode="w+")
+    process = subprocess.Popen(
+        [*command, "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, **popen
+    )
+    base_url = f"http://127.0.0.1:{port}"
+
+    def output() -> str:
+        log.seek(0)
+        return log.read()
+
+    try:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"server exited with {process.returncode}:\n{output()}")
+            try:
+                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"server did not answer /healthz in {SERVER_START_SECONDS} s:\n{output()}"
+                )
+            time.sleep(0.1)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.fixture
+def run_server() -> Callable[..., AbstractContextManager[str]]:
+    """`with run_server([cmd, ...], cwd=..., env=...) as base_url:` runs a `serve` command
+    on a free port (appending --port), waits for /healthz, and always stops it."""
+    return _server
+
+
+@pytest.fixture(scope="session")
+def live_server() -> Iterator[str]:
+    """The base URL of a real server (`python -m app serve`), shared by the session."""
+    with _server([sys.executable, "-m", "app", "serve"]) as base_url:
+        yield base_url
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1")
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """The system Chromium. Without it: skip locally, fail in CI (browser tests must run)."""
+    for name in CHROMIUM_NAMES:
+        if path := shutil.which(name):
+            return path
+    if _in_ci():
+        pytest.fail(f"browser tests must run in CI; {INSTALL_CHROMIUM}")
+    pytest.skip(INSTALL_CHROMIUM)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A test marked `browser` needs Chromium even if it asks for no browser fixture.
+    for item in items:
+        if item.get_closest_marker("browser") and "chromium_path" not in item.fixturenames:
+            item.fixturenames.append("chromium_path")
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path: str) -> Iterator[Browser]:
+    """A headless Playwright Chromium browser, shared by the session."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser page; its context is closed afterwards."""
+    context = browser.new_context()
+    yield context.new_page()
+    context.close()
