@@ -7,6 +7,7 @@ what they need themselves, so `convscope --help` stays fast.
 """
 
 import argparse
+import sys
 from collections.abc import Callable, Sequence
 
 from pydantic import ValidationError
@@ -77,7 +78,118 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_serve_parser]
+def add_train_parser(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model on a dataset (NumPy, resumable)",
+        description="Train one of the shipped architectures with the project's NumPy trainer. "
+        "The defaults are the model's reference recipe (DESIGN.md); a checkpoint is written "
+        "after every epoch, and the weights plus a JSON model card at the end.",
+        epilog="""\
+examples:
+  convscope train --model cifar10 --data ../shared/datasets/cifar10-jpg.tar.gz
+  convscope train --model mnist --data ../shared/datasets/mnist --epochs 8
+  convscope train --model cifar10 --data DATA --resume     continue after an interruption""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", required=True, help="architecture id: cifar10 or mnist")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="dataset: an image folder (dir or .tar.gz), cifar-10-batches-py, or MNIST IDX files",
+    )
+    parser.add_argument("--epochs", type=positive_int, help="epochs (default: the recipe's)")
+    parser.add_argument("--batch-size", type=positive_int, help="images per step (default 128)")
+    parser.add_argument("--lr", type=float, help="peak learning rate of the one-cycle schedule")
+    parser.add_argument(
+        "--seed", type=int, help="random seed; the same seed gives the same weights"
+    )
+    parser.add_argument(
+        "--out", help="weights path without suffix (default: model/shipped/<model>)"
+    )
+    parser.add_argument(
+        "--checkpoint", help="checkpoint file (default: checkpoints/<model>.ckpt.npz)"
+    )
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    parser.add_argument("--workers", type=positive_int, help="threads, one per core by default")
+    parser.set_defaults(handler=train)
+
+
+def train(args: argparse.Namespace) -> int:
+    from model.train import TrainConfig
+    from model.train import train as run_training
+
+    config = TrainConfig.for_model(
+        args.model,
+        args.data,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        out=args.out,
+        checkpoint=args.checkpoint,
+        workers=args.workers,
+    )
+    try:
+        run_training(config, resume=args.resume)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"convscope train: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: resume with the same command plus --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def add_eval_parser(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="accuracy of a model on a dataset's test split",
+        description="Accuracy on the test split of a dataset, with a per-class table and a "
+        "confusion matrix (or one JSON object with --json). Only test/ needs to exist.",
+        epilog="""\
+examples:
+  convscope eval --model cifar10 --data ../shared/datasets/cifar10-jpg.tar.gz
+  convscope eval --model mnist --data ../shared/datasets/mnist --json""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", required=True, help="shipped model id: cifar10 or mnist")
+    parser.add_argument("--data", required=True, help="dataset path (see convscope train)")
+    parser.add_argument(
+        "--weights", help="an .npz (with its .json card) instead of the shipped one"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(handler=evaluate)
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    import model
+    from model.datasets import load_split
+    from model.evaluate import evaluate as run_evaluation
+
+    try:
+        net = model.load(args.weights or args.model)
+        test = load_split(
+            args.data, "test", net.classes or None, channels=net.input_shape[2], progress=False
+        )
+        result = run_evaluation(net, test.images, test.labels)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"convscope eval: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"model": args.model, **result.as_dict()}))
+    else:
+        print(result.table())
+    return 0
+
+
+SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
+    add_serve_parser,
+    add_train_parser,
+    add_eval_parser,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

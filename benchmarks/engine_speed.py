@@ -20,6 +20,7 @@ import numpy as np
 
 import model
 from model.optim import SGD
+from model.parallel import ShardRunner
 
 
 def torch_sequential(net: model.Network):
@@ -30,8 +31,9 @@ def torch_sequential(net: model.Network):
     modules: list[nn.Module] = []
     for layer in net.layers:
         if layer.kind == "conv":
-            modules.append(nn.Conv2d(layer.input_shape[2], layer.filters, layer.size,
-                                     layer.stride, layer.pad))
+            modules.append(
+                nn.Conv2d(layer.input_shape[2], layer.filters, layer.size, layer.stride, layer.pad)
+            )
         elif layer.kind == "relu":
             modules.append(nn.ReLU())
         elif layer.kind == "pool":
@@ -89,26 +91,32 @@ def main() -> None:
 
     torch_forward()
     err = max(
-        float(np.abs(v - (k.permute(0, 2, 3, 1) if k.ndim == 4 else k[:, None, None]).numpy()).max())
+        float(
+            np.abs(v - (k.permute(0, 2, 3, 1) if k.ndim == 4 else k[:, None, None]).numpy()).max()
+        )
         for v, k in zip(volumes, kept, strict=True)
     )
     t_np = best_of(lambda: net.forward(x), args.repeats * 10)
     t_torch = best_of(torch_forward, args.repeats * 10)
-    print(f"forward 1 image, all volumes: numpy {t_np * 1e3:.2f} ms, torch {t_torch * 1e3:.2f} ms,"
-          f" ratio numpy/torch {t_np / t_torch:.2f} (max abs diff {err:.1e})")
+    print(
+        f"forward 1 image, all volumes: numpy {t_np * 1e3:.2f} ms, torch {t_torch * 1e3:.2f} ms,"
+        f" ratio numpy/torch {t_np / t_torch:.2f} (max abs diff {err:.1e})"
+    )
 
     # Training step: forward + backward + SGD (Nesterov, weight decay), batch 128.
     xb = rng.standard_normal((args.batch, 32, 32, 3)).astype(np.float32)
     yb = rng.integers(0, 10, args.batch)
     optimizer = SGD(net.state_dict(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    runner = ShardRunner(args.threads)  # the trainer's step: one half-batch per thread
 
     def numpy_step():
-        _, grads = net.loss(xb, yb)
+        _, grads, _ = runner.loss_and_scores(net, xb, yb)
         optimizer.step(grads)
 
     tseq = torch.nn.Sequential(*list(seq)[:-1])  # scores; the loss applies log-softmax
-    topt = torch.optim.SGD(tseq.parameters(), lr=0.01, momentum=0.9, nesterov=True,
-                           weight_decay=5e-4)
+    topt = torch.optim.SGD(
+        tseq.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4
+    )
     xbt = torch.from_numpy(xb.transpose(0, 3, 1, 2).copy())
     ybt = torch.from_numpy(yb)
 
@@ -121,8 +129,10 @@ def main() -> None:
     t_np = best_of(numpy_step, reps)
     t_torch = best_of(torch_step, reps)
     ips_np, ips_torch = args.batch / t_np, args.batch / t_torch
-    print(f"training batch {args.batch}: numpy {ips_np:.0f} images/s, torch {ips_torch:.0f} images/s,"
-          f" ratio numpy/torch {ips_np / ips_torch:.2f}")
+    print(
+        f"training batch {args.batch}: numpy {ips_np:.0f} images/s, torch {ips_torch:.0f} images/s,"
+        f" ratio numpy/torch {ips_np / ips_torch:.2f}"
+    )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of the process (both engines): {peak_mb:.0f} MB")
 

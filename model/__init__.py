@@ -1,9 +1,9 @@
 """ConvScope's ConvNet in NumPy: layers, the network, weights, data and training.
 
-    import model
-    net = model.load("cifar10")        # shipped, trained weights
-    net = model.build("cifar10")       # the same architecture, freshly initialised
-    volumes = net.forward(x)           # x: (N, H, W, D) float32; one volume per layer
+import model
+net = model.load("cifar10")        # shipped, trained weights
+net = model.build("cifar10")       # the same architecture, freshly initialised
+volumes = net.forward(x)           # x: (N, H, W, D) float32; one volume per layer
 """
 
 from model.layers import ReceptiveField

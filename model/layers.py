@@ -368,6 +368,4 @@ def softmax_cross_entropy(scores: np.ndarray, labels: np.ndarray) -> tuple[float
     return float(loss), dscores.reshape(shape)
 
 
-LAYER_KINDS: dict[str, type[Layer]] = {
-    cls.kind: cls for cls in (Conv, ReLU, MaxPool, FC, Softmax)
-}
+LAYER_KINDS: dict[str, type[Layer]] = {cls.kind: cls for cls in (Conv, ReLU, MaxPool, FC, Softmax)}

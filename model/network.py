@@ -18,6 +18,7 @@ import numpy as np
 
 from model.layers import (
     LAYER_KINDS,
+    Conv,
     Layer,
     ReceptiveField,
     Shape,
@@ -35,7 +36,8 @@ class Network:
         self.input_shape: Shape = tuple(spec["input"])
         self.classes: list[str] = list(spec.get("classes", []))
         self.normalization: dict[str, list[float]] = spec.get(
-            "normalization", {"mean": [0.0] * self.input_shape[2], "std": [1.0] * self.input_shape[2]}
+            "normalization",
+            {"mean": [0.0] * self.input_shape[2], "std": [1.0] * self.input_shape[2]},
         )
         self.dtype = np.dtype(dtype)
         self.card: dict[str, Any] = {}
@@ -125,23 +127,31 @@ class Network:
         A final softmax layer is folded into the loss, which is both faster and more exact.
         Gradients come back as {"layer.param": array}, like state_dict().
         """
+        loss, grads, _ = self.loss_and_scores(x, labels)
+        return loss, grads
+
+    def loss_and_scores(
+        self, x: np.ndarray, labels: np.ndarray
+    ) -> tuple[float, dict[str, np.ndarray], np.ndarray]:
+        """loss() plus the class scores (N, classes) it computed on the way."""
         layers = self.layers[:-1] if isinstance(self.layers[-1], Softmax) else self.layers
         caches = []
         for layer in layers:
             x, cache = layer.forward_train(x)
             caches.append(cache)
+        scores = x.reshape(len(x), -1)
         loss, dout = softmax_cross_entropy(x, labels)
         grads: dict[str, np.ndarray] = {}
         for i in range(len(layers) - 1, -1, -1):
             layer = layers[i]
-            if i == 0 and hasattr(layer, "backward") and layer.kind == "conv":
+            if i == 0 and isinstance(layer, Conv):
                 # Nobody needs the gradient for the input image: skip the col2im.
                 _, layer_grads = layer.backward(dout, caches[i], need_dx=False)
             else:
                 dout, layer_grads = layer.backward(dout, caches[i])
             for key, grad in layer_grads.items():
                 grads[f"{layer.name}.{key}"] = grad
-        return loss, grads
+        return loss, grads, scores
 
     # --- weights -------------------------------------------------------------------------
 

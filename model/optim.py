@@ -22,7 +22,12 @@ class SGD:
         nesterov: bool = True,
     ):
         self.params = params
-        self.lr, self.momentum, self.weight_decay, self.nesterov = lr, momentum, weight_decay, nesterov
+        self.lr, self.momentum, self.weight_decay, self.nesterov = (
+            lr,
+            momentum,
+            weight_decay,
+            nesterov,
+        )
         self.velocity = {name: np.zeros_like(p) for name, p in params.items()}
 
     def step(self, grads: dict[str, np.ndarray]) -> None:

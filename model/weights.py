@@ -29,7 +29,9 @@ def read_spec(name_or_path: str | Path) -> dict[str, Any]:
     if not path.suffix:
         path = SPECS_DIR / f"{name_or_path}.json"
         if not path.exists():
-            raise ValueError(f"unknown model {name_or_path!r}; shipped: {', '.join(shipped_models())}")
+            raise ValueError(
+                f"unknown model {name_or_path!r}; shipped: {', '.join(shipped_models())}"
+            )
     document = json.loads(path.read_text())
     return document.get("spec", document)
 
