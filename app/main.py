@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app import __version__
-from app.api import docs, health
+from app.api import docs, health, pages
 from app.paths import STATIC_DIR
 from app.security import SecurityHeadersMiddleware
 from app.settings import Settings
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware)
     app.include_router(health.router)
     app.include_router(docs.router)
+    app.include_router(pages.router)
     app.mount(docs.ASSETS_URL, StaticFiles(directory=docs.SWAGGER_UI_DIR), name="docs-assets")
     # check_dir=False: a bare checkout may not have static/ yet; the API still starts.
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
