@@ -1,14 +1,18 @@
 """The web app. `create_app` only assembles: routers, static files, middleware, lifespan."""
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from app import __version__
-from app.api import docs, health, pages
+from app import __version__, errors, imaging
+from app.api import docs, forward, health, models, pages, runs
+from app.gate import ForwardGate
 from app.paths import STATIC_DIR
+from app.registry import Registry
+from app.runs import RunStore
 from app.security import SecurityHeadersMiddleware
 from app.settings import Settings
 
@@ -24,6 +28,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Expensive shared objects are made here, once per process, never at import time.
         app.state.settings = settings
+        app.state.registry = Registry.load(settings.models)
+        app.state.run_store = RunStore(
+            settings.runs_dir,
+            max_runs=settings.run_cache_runs,
+            max_bytes=settings.run_cache_bytes,
+            ttl_seconds=settings.run_ttl_seconds,
+        )
+        app.state.forward_gate = ForwardGate(settings.max_concurrent_forwards)
+        imaging.configure_pillow(settings.max_pixels)
+        logging.getLogger("app").info("serving %s", ", ".join(settings.models))
         yield
 
     app = FastAPI(
@@ -37,7 +51,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swagger_ui_oauth2_redirect_url=None,
     )
     app.add_middleware(SecurityHeadersMiddleware)
+    errors.install(app)
     app.include_router(health.router)
+    app.include_router(models.router)
+    app.include_router(forward.router)
+    app.include_router(runs.router)
     app.include_router(docs.router)
     app.include_router(pages.router)
     app.mount(docs.ASSETS_URL, StaticFiles(directory=docs.SWAGGER_UI_DIR), name="docs-assets")

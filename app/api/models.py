@@ -1,0 +1,145 @@
+"""GET /api/models: the models, their layers; and the weights (filters) of a layer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from app import render
+from app.registry import RegistryDep, ServedModel
+
+router = APIRouter(prefix="/api/models", tags=["models"])
+
+PNG = {"content": {"image/png": {}}, "description": "A PNG picture."}
+NOT_FOUND = {"description": "No such model or layer.", "model": None}
+CACHE = {"Cache-Control": "public, max-age=300"}
+
+
+class ReceptiveField(BaseModel):
+    size: int = Field(description="Side of the square of input pixels one neuron sees.")
+    jump: int = Field(description="Input pixels between neighbouring neurons.")
+    start: float = Field(description="Input pixel that neuron (0, 0) is centred on.")
+
+
+class LayerInfo(BaseModel):
+    """One layer; kind-specific options (filters, size, stride, pad, units) come too."""
+
+    model_config = ConfigDict(extra="allow")
+
+    index: int
+    name: str
+    kind: str = Field(description="conv, relu, pool, fc or softmax.")
+    shape: list[int] = Field(description="Output volume [H, W, D].")
+    param_count: int
+    receptive_field: ReceptiveField
+    summary: str = Field(description="The layer in CS231n notation, e.g. CONV 3x3x32 -> 32x32x32.")
+
+
+class ModelInfo(BaseModel):
+    id: str
+    name: str
+    description: str
+    trained: bool = Field(description="False while the model's trained weights are missing.")
+    test_accuracy: float | None
+    input: list[int] = Field(description="Input volume [H, W, D].")
+    classes: list[str]
+    normalization: dict[str, list[float]]
+    layers: list[LayerInfo]
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class Weights(BaseModel):
+    model: str
+    index: int
+    name: str
+    kind: str
+    layout: str = Field(description="FCKK (conv: filters, channels, height, width) or OI (fc).")
+    shape: list[int]
+    weight: list[Any] = Field(description="Nested lists in the layout above (PyTorch's).")
+    bias: list[float]
+
+
+def served_model(registry: RegistryDep, model_id: str) -> ServedModel:
+    try:
+        return registry.get(model_id)
+    except LookupError as error:
+        raise HTTPException(404, str(error)) from None
+
+
+def _layer_with_weights(served: ServedModel, index: int):
+    layers = served.network.layers
+    if not 0 <= index < len(layers):
+        raise HTTPException(
+            404, f"Model {served.id} has layers 0 to {len(layers) - 1}; there is no layer {index}."
+        )
+    layer = layers[index]
+    if "weight" not in layer.params:
+        raise HTTPException(
+            404,
+            f"Layer {index} ({layer.name}) is a {layer.kind} layer and has no weights; "
+            "only conv and fc layers do.",
+        )
+    return layer
+
+
+@router.get("")
+def list_models(registry: RegistryDep) -> ModelList:
+    """Every model this server runs: classes, input size and each layer's shape, parameter
+    count and receptive field."""
+    return ModelList(models=[ModelInfo(**m.summary()) for m in registry.models.values()])
+
+
+@router.get("/{model_id}", responses={404: NOT_FOUND})
+def get_model(registry: RegistryDep, model_id: str) -> ModelInfo:
+    return ModelInfo(**served_model(registry, model_id).summary())
+
+
+@router.get("/{model_id}/layers/{index}/weights", responses={404: NOT_FOUND})
+def get_weights(registry: RegistryDep, model_id: str, index: int) -> Weights:
+    """The filters of a conv or fc layer, exact, in PyTorch's layout."""
+    served = served_model(registry, model_id)
+    layer = _layer_with_weights(served, index)
+    weight = layer.params["weight"]
+    return Weights(
+        model=served.id,
+        index=index,
+        name=layer.name,
+        kind=layer.kind,
+        layout="FCKK" if weight.ndim == 4 else "OI",
+        shape=list(weight.shape),
+        weight=weight.tolist(),
+        bias=layer.params["bias"].tolist(),
+    )
+
+
+@router.get(
+    "/{model_id}/layers/{index}/weights.png",
+    response_class=Response,
+    responses={200: PNG, 404: NOT_FOUND, 422: {"description": "Upscale out of bounds."}},
+)
+def get_weights_png(
+    registry: RegistryDep,
+    model_id: str,
+    index: int,
+    upscale: Annotated[int | None, Query(ge=1, le=render.MAX_UPSCALE)] = None,
+) -> Response:
+    """The filters as a picture: colour tiles for a first layer over RGB, otherwise one row
+    per filter (fc: per output) and one tile per input depth slice, blue < 0 < red."""
+    served = served_model(registry, model_id)
+    layer = _layer_with_weights(served, index)
+    weight = layer.params["weight"]
+    if weight.ndim == 2:  # fc (out, in): `in` is the input volume flattened as (D, H, W)
+        h, w, d = layer.input_shape
+        weight = weight.reshape(-1, d, h, w)
+    try:
+        png = render.weights_png(np.asarray(weight), upscale)
+    except render.RenderError as error:
+        raise HTTPException(422, str(error)) from None
+    return Response(png, media_type="image/png", headers=CACHE)

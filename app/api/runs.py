@@ -1,0 +1,212 @@
+"""GET /api/runs/{id}...: a run again, from the store every worker shares: its metadata and
+scores, its input, and any layer as PNG, exact JSON or a NumPy .npy file."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from app import render
+from app.runs import RunNotFound, RunStore, RunStoreDep, StoredRun
+
+router = APIRouter(prefix="/api/runs", tags=["runs"])
+
+PNG = {"content": {"image/png": {}}, "description": "A PNG picture."}
+NPY = {"content": {"application/octet-stream": {}}, "description": "A NumPy .npy file."}
+GONE = {"description": "No such run (or it expired), layer or slice.", "model": None}
+TOO_BIG = {"description": "The picture asked for is too large.", "model": None}
+
+
+Upscale = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=render.MAX_UPSCALE,
+        description=f"Pixels per neuron (repeated); at most {render.MAX_SIDE} per side in all.",
+    ),
+]
+
+
+class Stats(BaseModel):
+    min: float
+    max: float
+    mean: float
+    std: float
+    zeros: float = Field(description="Fraction of the volume's numbers that are exactly 0.")
+
+
+class RunLayer(BaseModel):
+    index: int
+    name: str
+    kind: str
+    shape: list[int]
+    stats: Stats
+
+
+class TopClass(BaseModel):
+    model_config = {"populate_by_name": True}
+
+    index: int
+    class_: str = Field(alias="class")
+    probability: float
+
+
+class RunInfo(BaseModel):
+    id: str
+    model: str
+    trained: bool
+    created: float = Field(description="Unix time the run was made.")
+    expires: float = Field(description="Unix time after which it can no longer be fetched.")
+    classes: list[str]
+    input: dict[str, Any]
+    layers: list[RunLayer]
+    probabilities: list[float]
+    top: list[TopClass]
+
+
+class LayerValues(BaseModel):
+    run: str
+    index: int
+    name: str
+    kind: str
+    shape: list[int] = Field(description="[H, W, D].")
+    layout: Literal["HWD"]
+    values: list[Any] = Field(description="values[row][col][depth], exact float32 values.")
+
+
+def _read(store: RunStore, run_id: str, read: Callable[[StoredRun], Any]) -> tuple[Any, float]:
+    """read(run) and the run's expiry time; 404 with advice when the run is gone."""
+    try:
+        with store.open(run_id) as run:
+            return read(run), run.expires_at
+    except RunNotFound:
+        minutes = store.ttl_seconds / 60
+        raise HTTPException(
+            404,
+            f"Run {run_id} is not here: it never existed or has expired (runs are kept "
+            f"{minutes:g} minutes, the newest {store.max_runs}). Upload the image again.",
+        ) from None
+
+
+def _layer(run_id: str, index: int) -> Callable[[StoredRun], tuple[np.ndarray, dict]]:
+    def read(run: StoredRun) -> tuple[np.ndarray, dict]:
+        if not 0 <= index < run.layer_count:
+            raise HTTPException(
+                404,
+                f"Run {run_id} has layers 0 to {run.layer_count - 1}; there is no layer {index}.",
+            )
+        return run.layer(index), run.meta["layers"][index]
+
+    return read
+
+
+def _headers(expires_at: float) -> dict[str, str]:
+    # A run never changes, so a browser may keep what it fetched until the run expires.
+    max_age = max(0, int(expires_at - time.time()))
+    return {"Cache-Control": f"private, max-age={max_age}", "X-Worker-PID": str(os.getpid())}
+
+
+@router.get("/{run_id}", responses={404: GONE})
+def get_run(store: RunStoreDep, run_id: str) -> RunInfo:
+    """The run's model, layers (shapes and statistics) and scores."""
+    meta, expires = _read(store, run_id, lambda run: run.meta)
+    return RunInfo(**meta, expires=expires)
+
+
+@router.get("/{run_id}/input.png", response_class=Response, responses={200: PNG, 404: GONE})
+def get_input_png(
+    store: RunStoreDep,
+    run_id: str,
+    scale: Upscale = None,
+    upscale: Upscale = None,
+) -> Response:
+    """The preprocessed input: what the model saw, before normalisation."""
+    pixels, expires = _read(store, run_id, lambda run: run.pixels())
+    png = render.pixels_png(pixels, upscale or scale)
+    return Response(png, media_type="image/png", headers=_headers(expires))
+
+
+@router.get(
+    "/{run_id}/layers/{index}.png",
+    response_class=Response,
+    responses={200: PNG, 404: GONE, 422: TOO_BIG},
+)
+def get_layer_png(
+    store: RunStoreDep,
+    run_id: str,
+    index: int,
+    slice: Annotated[
+        int | None, Query(ge=0, description="One depth slice; all of them if absent.")
+    ] = None,
+    colormap: Annotated[
+        render.Colormap | None,
+        Query(description="Default: viridis for non-negative volumes, coolwarm for signed."),
+    ] = None,
+    scale: Annotated[
+        render.Scale,
+        Query(description="Map colours over the whole layer's range or each slice's own."),
+    ] = "layer",
+    upscale: Upscale = None,
+) -> Response:
+    """The layer's volume as a picture: all depth slices as a labelled mosaic, or one."""
+    (volume, _), expires = _read(store, run_id, _layer(run_id, index))
+    depth = volume.shape[2]
+    if slice is not None and slice >= depth:
+        raise HTTPException(
+            404, f"Layer {index} has depth slices 0 to {depth - 1}; there is no slice {slice}."
+        )
+    try:
+        png = render.volume_png(
+            volume, slice_index=slice, colormap=colormap, scale=scale, upscale=upscale
+        )
+    except render.RenderError as error:
+        raise HTTPException(422, str(error)) from None
+    return Response(png, media_type="image/png", headers=_headers(expires))
+
+
+@router.get(
+    "/{run_id}/layers/{index}.json",
+    response_model=LayerValues,
+    responses={404: GONE},
+)
+def get_layer_json(store: RunStoreDep, run_id: str, index: int) -> Response:
+    """The layer's exact numbers: values[row][col][depth]."""
+    (volume, info), expires = _read(store, run_id, _layer(run_id, index))
+    body = {
+        "run": run_id,
+        "index": index,
+        "name": info["name"],
+        "kind": info["kind"],
+        "shape": list(volume.shape),
+        "layout": "HWD",
+        "values": volume.tolist(),
+    }
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        media_type="application/json",
+        headers=_headers(expires),
+    )
+
+
+@router.get(
+    "/{run_id}/layers/{index}.npy",
+    response_class=Response,
+    responses={200: NPY, 404: GONE},
+)
+def get_layer_npy(store: RunStoreDep, run_id: str, index: int) -> Response:
+    """The layer's volume as a .npy file: float32, shape (H, W, D); np.load reads it."""
+    (volume, info), expires = _read(store, run_id, _layer(run_id, index))
+    buffer = io.BytesIO()
+    np.save(buffer, volume, allow_pickle=False)
+    name = f"{run_id}-{index}-{info['name']}.npy"
+    headers = {**_headers(expires), "Content-Disposition": f'attachment; filename="{name}"'}
+    return Response(buffer.getvalue(), media_type="application/octet-stream", headers=headers)

@@ -1,0 +1,39 @@
+"""Every error is JSON `{"detail": "<a sentence>"}`, including the ones FastAPI makes.
+
+Validation errors become one sentence naming the parameter; anything unexpected becomes a
+500 with a sentence and no traceback (the traceback goes to the server's log).
+"""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+log = logging.getLogger(__name__)
+
+UNEXPECTED = "Something went wrong on the server; it has been logged. Please try again."
+
+
+def validation_sentence(error: RequestValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        where = [str(part) for part in item.get("loc", ()) if part != "body"]
+        place = f"{where[0]} parameter {where[-1]!r}" if len(where) > 1 else "the request"
+        problems.append(f"{place}: {item.get('msg', 'is invalid')}")
+    text = "; ".join(problems) or "the request is invalid"
+    return text[0].upper() + text[1:] + "."
+
+
+async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    return JSONResponse({"detail": validation_sentence(error)}, status_code=422)
+
+
+async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
+    return JSONResponse({"detail": UNEXPECTED}, status_code=500)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,240 @@
+"""Uploaded image bytes -> the uint8 input volume a model takes.
+
+    pixels = imaging.prepare(data, net.input_shape, digits=False, max_pixels=40_000_000)
+
+Decoding is defensive: only the formats below are opened (never EPS, which would run
+Ghostscript), the size is checked from the header before any pixel is decoded, and every
+failure becomes an `ImageError` carrying an HTTP status and a sentence for the person who
+sent the file.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+FORMATS = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+FORMAT_NAMES = "JPEG, PNG, GIF, WebP, BMP or TIFF"
+
+# MNIST digits: the digit fits a 20x20 box, centred by mass in a 28x28 field.
+DIGIT_BOX = 20
+# Below this contrast (0-255) between ink and paper, the picture is taken as blank.
+MIN_INK_CONTRAST = 24.0
+# Large uploads are reduced to this many pixels per side before finding the digit.
+DIGIT_WORK_SIZE = 256
+
+
+class ImageError(Exception):
+    """An upload that cannot become an input; `status` is the HTTP status to answer."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def configure_pillow(max_pixels: int) -> None:
+    """Make Pillow's own decompression-bomb guard match ours and raise, never just warn.
+
+    Process-wide, like Pillow's setting itself; called once by the app's lifespan and the CLI.
+    """
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    warnings.simplefilter("error", Image.DecompressionBombWarning)
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Open (not decode) an upload and check its size; raises ImageError."""
+    if not data:
+        raise ImageError(422, "The uploaded file is empty.")
+    try:
+        image = Image.open(io.BytesIO(data), formats=FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(413, f"The image has more than {max_pixels:,} pixels.") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(
+            415, f"The file is not an image this server reads ({FORMAT_NAMES})."
+        ) from None
+    except Exception as error:  # Pillow raises many types on a malformed header
+        raise ImageError(422, f"The image header is corrupt: {_reason(error)}.") from None
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageError(422, f"The image has no pixels ({width}x{height}).")
+    if width * height > max_pixels:
+        raise ImageError(
+            413,
+            f"The image is {width}x{height} = {width * height:,} pixels; "
+            f"the limit is {max_pixels:,}.",
+        )
+    return image
+
+
+def decode(data: bytes, max_pixels: int, hint: tuple[int, int] | None = None) -> Image.Image:
+    """Decode the first frame or page of an upload, upright (EXIF orientation applied),
+    as RGB or L with any transparency composited over white.
+
+    hint: (width, height) the caller will reduce the image to; JPEGs are then decoded at a
+    reduced scale no smaller than it, which saves most of the time and memory.
+    """
+    image = open_image(data, max_pixels)
+    try:
+        if hint and image.format in ("JPEG", "MPO"):
+            image.draft(None, _draft_size(image.size, hint))
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return flatten(image)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(413, f"The image has more than {max_pixels:,} pixels.") from None
+    except Exception as error:  # truncated or corrupt data, in any of the decoders
+        raise ImageError(
+            422, f"The {image.format} image could not be decoded: {_reason(error)}."
+        ) from None
+
+
+def _draft_size(size: tuple[int, int], hint: tuple[int, int]) -> tuple[int, int]:
+    """A draft request keeping the aspect ratio, with the short side 4x the hint's."""
+    width, height = size
+    factor = 4 * max(hint) / min(width, height)
+    return max(1, int(width * factor)), max(1, int(height * factor))
+
+
+def _reason(error: Exception) -> str:
+    text = str(error).strip().rstrip(".") or type(error).__name__
+    return text[:200]
+
+
+def flatten(image: Image.Image) -> Image.Image:
+    """Any Pillow mode -> "RGB" or "L", transparency composited over white."""
+    mode = image.mode
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        return _high_depth_to_l(image)
+    if mode == "1":
+        return image.convert("L")
+    if "A" in mode or "a" in mode or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if mode in ("RGB", "L"):
+        return image
+    try:
+        return image.convert("RGB")
+    except ValueError:
+        raise ImageError(422, f"Images in colour mode {mode} cannot be converted.") from None
+
+
+def _high_depth_to_l(image: Image.Image) -> Image.Image:
+    """16-bit, 32-bit integer or float grayscale -> 8-bit, keeping the full range visible."""
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16"):
+        values = values / 257.0
+    elif image.mode == "I" and values.max(initial=0) > 255:
+        values = values / 257.0  # 16-bit data (PNG, TIFF) held in a 32-bit image
+    elif image.mode == "F" and values.size and np.nanmax(values) <= 1.0:
+        values = values * 255.0
+    values = np.nan_to_num(values, nan=0.0, posinf=255.0, neginf=0.0)
+    return Image.fromarray(np.clip(values + 0.5, 0, 255).astype(np.uint8), "L")
+
+
+def fit(image: Image.Image, height: int, width: int) -> Image.Image:
+    """The centre crop of the target's aspect ratio, resized with antialiasing."""
+    w, h = image.size
+    target = width / height
+    if w / h > target:
+        crop_w, crop_h = h * target, h
+    else:
+        crop_w, crop_h = w, w / target
+    left, top = (w - crop_w) / 2, (h - crop_h) / 2
+    box = (left, top, left + crop_w, top + crop_h)
+    return image.resize((width, height), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+
+
+def photo_input(image: Image.Image, shape: tuple[int, int, int]) -> np.ndarray:
+    """An RGB or L image -> uint8 (H, W, D) for a model taking photos."""
+    height, width, depth = shape
+    image = image.convert("L" if depth == 1 else "RGB")
+    pixels = np.asarray(fit(image, height, width), dtype=np.uint8)
+    return pixels.reshape(height, width, depth)
+
+
+def digit_input(image: Image.Image, shape: tuple[int, int, int]) -> np.ndarray:
+    """A photo or drawing of one digit -> uint8 (H, W, 1) that looks like MNIST:
+    light ink on black, the digit scaled into a 20x20 box and centred by mass."""
+    height, width, _ = shape
+    gray = image.convert("L")
+    gray.thumbnail((DIGIT_WORK_SIZE, DIGIT_WORK_SIZE), Image.Resampling.LANCZOS)
+    ink = _ink(np.asarray(gray, dtype=np.float32))
+    out = np.zeros((height, width), np.float32)
+    if ink is not None:
+        digit = _fit_box(_crop_to_ink(ink), round(DIGIT_BOX * min(height, width) / 28))
+        _paste_centred_by_mass(out, digit)
+    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)[:, :, None]
+
+
+def _ink(gray: np.ndarray) -> np.ndarray | None:
+    """How much ink each pixel holds, 0 (paper) to 1, whatever the paper's colour;
+    None for a blank picture."""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    paper = float(np.median(border))
+    if paper > 127:  # dark ink on light paper: turn it light-on-dark, like MNIST
+        gray, paper = 255 - gray, 255 - paper
+    ink = gray - paper
+    peak = float(ink.max())
+    if peak < MIN_INK_CONTRAST:
+        return None
+    ink /= peak
+    # Uneven paper (shadows, texture) stays below this and is dropped.
+    floor = 0.25
+    return np.clip((ink - floor) / (1 - floor), 0, 1)
+
+
+def _crop_to_ink(ink: np.ndarray) -> np.ndarray:
+    """The box holding all but a sliver of the ink mass, so stray specks do not count."""
+
+    def span(mass: np.ndarray) -> tuple[int, int]:
+        cumulative = np.cumsum(mass) / mass.sum()
+        first = int(np.searchsorted(cumulative, 0.002))
+        last = int(np.searchsorted(cumulative, 0.998))
+        return first, min(last, len(mass) - 1) + 1
+
+    top, bottom = span(ink.sum(axis=1))
+    left, right = span(ink.sum(axis=0))
+    return ink[top:bottom, left:right]
+
+
+def _fit_box(ink: np.ndarray, box: int) -> np.ndarray:
+    """Resize (antialiased) so the longer side is `box`, keeping the aspect ratio."""
+    h, w = ink.shape
+    scale = box / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    resized = Image.fromarray(ink, "F").resize(size, Image.Resampling.LANCZOS)
+    return np.clip(np.asarray(resized, dtype=np.float32), 0, 1)
+
+
+def _paste_centred_by_mass(out: np.ndarray, digit: np.ndarray) -> None:
+    h, w = digit.shape
+    mass = digit.sum()
+    rows, cols = np.arange(h), np.arange(w)
+    centre_row = (digit.sum(axis=1) @ rows) / mass if mass else (h - 1) / 2
+    centre_col = (digit.sum(axis=0) @ cols) / mass if mass else (w - 1) / 2
+    top = int(np.clip(round((out.shape[0] - 1) / 2 - centre_row), 0, out.shape[0] - h))
+    left = int(np.clip(round((out.shape[1] - 1) / 2 - centre_col), 0, out.shape[1] - w))
+    out[top : top + h, left : left + w] = digit
+
+
+def prepare(
+    data: bytes, shape: tuple[int, int, int], *, digits: bool, max_pixels: int
+) -> np.ndarray:
+    """Upload bytes -> uint8 (H, W, D) input pixels; raises ImageError."""
+    height, width, _ = shape
+    hint = (DIGIT_WORK_SIZE, DIGIT_WORK_SIZE) if digits else (width, height)
+    image = decode(data, max_pixels, hint)
+    try:
+        return digit_input(image, shape) if digits else photo_input(image, shape)
+    except ImageError:
+        raise
+    except Exception as error:  # a decoder that fails only when the pixels are read
+        raise ImageError(422, f"The image could not be decoded: {_reason(error)}.") from None

@@ -1,0 +1,90 @@
+"""The models this server serves, loaded once per process by the app's lifespan.
+
+A model whose trained weights are not there yet is served freshly initialised and marked
+untrained, so the viewer works (and shows what an untrained network does) before training.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+import model
+
+log = logging.getLogger(__name__)
+
+# Models whose uploads are made to look like MNIST digits rather than cropped photos.
+DIGIT_MODELS = frozenset({"mnist"})
+
+
+@dataclass
+class ServedModel:
+    id: str
+    network: model.Network
+    trained: bool
+    digits: bool
+
+    @property
+    def description(self) -> str:
+        return self.network.spec.get("description", "")
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return self.network.card.get("test_accuracy")
+
+    def summary(self) -> dict[str, Any]:
+        """What GET /api/models says about this model."""
+        net = self.network
+        return {
+            "id": self.id,
+            "name": net.name,
+            "description": self.description,
+            "trained": self.trained,
+            "test_accuracy": self.test_accuracy,
+            "input": list(net.input_shape),
+            "classes": net.classes,
+            "normalization": net.normalization,
+            "layers": net.describe(),
+        }
+
+
+def load_model(model_id: str) -> ServedModel:
+    """The shipped model `model_id`, trained if its weights exist; ValueError if unknown."""
+    try:
+        network, trained = model.load(model_id), True
+    except FileNotFoundError:
+        log.warning("no trained weights for %s yet: serving it untrained", model_id)
+        network, trained = model.build(model_id), False
+    return ServedModel(model_id, network, trained, digits=model_id in DIGIT_MODELS)
+
+
+class UnknownModel(LookupError):
+    pass
+
+
+class Registry:
+    def __init__(self, models: dict[str, ServedModel]):
+        self.models = models
+
+    @classmethod
+    def load(cls, model_ids: tuple[str, ...] | list[str]) -> Registry:
+        return cls({model_id: load_model(model_id) for model_id in model_ids})
+
+    def get(self, model_id: str) -> ServedModel:
+        """The model, or UnknownModel with a sentence naming the ones served."""
+        try:
+            return self.models[model_id]
+        except KeyError:
+            known = ", ".join(self.models) or "none"
+            detail = f"There is no model {model_id!r}; this server has {known}."
+            raise UnknownModel(detail) from None
+
+
+def get_registry(request: Request) -> Registry:
+    return request.app.state.registry
+
+
+RegistryDep = Annotated[Registry, Depends(get_registry)]
