@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 import model
+from model.interop import to_torch, torch_source
 from model.optim import SGD
 from model.parallel import ShardRunner
 
@@ -28,25 +29,8 @@ def torch_sequential(net: model.Network):
     import torch
     from torch import nn
 
-    modules: list[nn.Module] = []
-    for layer in net.layers:
-        if layer.kind == "conv":
-            modules.append(
-                nn.Conv2d(layer.input_shape[2], layer.filters, layer.size, layer.stride, layer.pad)
-            )
-        elif layer.kind == "relu":
-            modules.append(nn.ReLU())
-        elif layer.kind == "pool":
-            modules.append(nn.MaxPool2d(layer.size, layer.stride))
-        elif layer.kind == "fc":
-            modules += [nn.Flatten(), nn.Linear(int(np.prod(layer.input_shape)), layer.units)]
-        elif layer.kind == "softmax":
-            modules.append(nn.Softmax(dim=1))
-    seq = nn.Sequential(*modules)
-    params = [p for m in seq for p in m.parameters()]
-    with torch.no_grad():
-        for p, value in zip(params, net.state_dict().values(), strict=True):
-            p.copy_(torch.from_numpy(value))
+    seq = eval(torch_source(net), {"nn": nn})
+    seq.load_state_dict({k: torch.from_numpy(v) for k, v in to_torch(net).items()})
     return seq
 
 
