@@ -1,0 +1,100 @@
+/**
+ * The HTTP API, and nothing else: every request the page makes goes through here.
+ * forward() reads the NDJSON stream line by line as it arrives (fetch + ReadableStream +
+ * TextDecoder), so the page can draw each layer the moment the server sends it.
+ */
+
+export class ApiError extends Error {
+  constructor(detail, status = 0) {
+    super(detail);
+    this.name = "ApiError";
+    this.status = status;
+  }
+}
+
+async function errorFrom(response) {
+  let detail = `The server answered ${response.status} ${response.statusText}.`;
+  try {
+    const body = await response.json();
+    if (typeof body.detail === "string") detail = body.detail;
+    else if (Array.isArray(body.detail) && body.detail[0]?.msg) detail = body.detail[0].msg;
+  } catch {
+    // Not JSON: keep the status line.
+  }
+  if (response.status === 503 && response.headers.get("Retry-After")) {
+    detail += ` Try again in ${response.headers.get("Retry-After")} s.`;
+  }
+  return new ApiError(detail, response.status);
+}
+
+async function getJson(url, signal) {
+  let response;
+  try {
+    response = await fetch(url, { signal, headers: { Accept: "application/json" } });
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw new ApiError("The server cannot be reached. Is it still running?");
+  }
+  if (!response.ok) throw await errorFrom(response);
+  return response.json();
+}
+
+export const getModels = (signal) => getJson("/api/models", signal).then((body) => body.models);
+
+export const getLayerValues = (runId, index, signal) =>
+  getJson(`/api/runs/${encodeURIComponent(runId)}/layers/${index}.json`, signal);
+
+export const weightsPngUrl = (modelId, index) =>
+  `/api/models/${encodeURIComponent(modelId)}/layers/${index}/weights.png`;
+
+/** Base64 to bytes (uint8 volumes and images in the stream). */
+export function decodeBase64(text) {
+  if (Uint8Array.fromBase64) return Uint8Array.fromBase64(text);
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+/**
+ * POST an image to a model and call onMessage(object) for each NDJSON line as it arrives.
+ * Resolves when the stream ends; rejects with ApiError carrying the server's sentence.
+ */
+export async function forward(modelId, image, { signal, onMessage }) {
+  const body = new FormData();
+  body.append("image", image, image.name || "image.png");
+  let response;
+  try {
+    response = await fetch(`/api/models/${encodeURIComponent(modelId)}/forward`, {
+      method: "POST",
+      body,
+      signal,
+      headers: { Accept: "application/x-ndjson" },
+    });
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw new ApiError("The server cannot be reached. Is it still running?");
+  }
+  if (!response.ok) throw await errorFrom(response);
+
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffered = "";
+  const emit = (line) => {
+    if (!line.trim()) return;
+    const message = JSON.parse(line);
+    if (message.type === "error") throw new ApiError(message.detail || "The run failed.");
+    onMessage(message);
+  };
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffered += decoder.decode(value, { stream: true });
+    let newline;
+    while ((newline = buffered.indexOf("\n")) >= 0) {
+      emit(buffered.slice(0, newline));
+      buffered = buffered.slice(newline + 1);
+    }
+  }
+  emit(buffered + decoder.decode());
+}
