@@ -18,6 +18,7 @@ import time
 import tracemalloc
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 import model
 from model.interop import to_torch, torch_source
@@ -81,12 +82,19 @@ def main() -> None:
         )
         for v, k in zip(volumes, kept, strict=True)
     )
-    t_np = best_of(lambda: net.forward(x), args.repeats * 10)
-    t_torch = best_of(torch_forward, args.repeats * 10)
-    print(
-        f"forward 1 image, all volumes: numpy {t_np * 1e3:.2f} ms, torch {t_torch * 1e3:.2f} ms,"
-        f" ratio numpy/torch {t_np / t_torch:.2f} (max abs diff {err:.1e})"
-    )
+    # The server computes one image per request on one core (requests use the others);
+    # both engines are also timed with every thread on the one image.
+    for threads in sorted({1, args.threads}):
+        torch.set_num_threads(threads)
+        with threadpool_limits(threads, user_api="blas"):
+            t_np = best_of(lambda: net.forward(x), args.repeats * 10)
+        t_torch = best_of(torch_forward, args.repeats * 10)
+        print(
+            f"forward 1 image, all volumes, {threads} thread(s): numpy {t_np * 1e3:.2f} ms,"
+            f" torch {t_torch * 1e3:.2f} ms, ratio numpy/torch {t_np / t_torch:.2f}"
+            f" (max abs diff {err:.1e})"
+        )
+    torch.set_num_threads(args.threads)
 
     # Training step: forward + backward + SGD (Nesterov, weight decay), batch 128.
     xb = rng.standard_normal((args.batch, 32, 32, 3)).astype(np.float32)
