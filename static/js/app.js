@@ -673,6 +673,7 @@ function receive(run, message) {
   if (state.run !== run) return;
   if (message.type === "run") {
     run.id = message.id;
+    document.body.dataset.run = message.id;
     run.trained = message.trained;
     run.classes = message.classes;
     run.layerCount = message.layer_count;
@@ -720,6 +721,8 @@ async function startRun(file, info = {}) {
     done: false,
   };
   state.run = run;
+  document.body.dataset.runState = "streaming";
+  delete document.body.dataset.run;
   view.hover = null;
   setStatus(`Sending the image to ${state.model}…`, true);
   markAllDirty();
@@ -734,6 +737,7 @@ async function startRun(file, info = {}) {
     if (state.run === run) {
       run.done = true;
       run.finished = performance.now();
+      document.body.dataset.runState = run.error ? "error" : "done";
       markAllDirty();
     }
   }
