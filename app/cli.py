@@ -185,10 +185,61 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_forward_parser(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "forward",
+        help="push one image through a model; write every layer as PNG",
+        description="Push one image through a model, as the server does, and write the "
+        "preprocessed input, one PNG per layer (all depth slices, labelled) and summary.json "
+        "(each layer's shape and statistics, the class probabilities) to a folder.",
+        epilog="""\
+examples:
+  convscope forward cat.jpg --model cifar10 --out layers/
+  convscope forward digit.png --model mnist --out digit/ --colormap gray""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("image", help="JPEG, PNG, GIF, WebP, BMP or TIFF file")
+    parser.add_argument("--model", required=True, help="shipped model id: cifar10 or mnist")
+    parser.add_argument("--out", required=True, help="folder to write (made if missing)")
+    parser.add_argument(
+        "--colormap",
+        choices=["gray", "viridis", "coolwarm"],
+        help="default: coolwarm for signed layers, viridis otherwise",
+    )
+    parser.set_defaults(handler=forward)
+
+
+def forward(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from app.export import forward_to_directory
+    from app.imaging import ImageError
+
+    try:
+        summary = forward_to_directory(
+            Path(args.image),
+            args.model,
+            Path(args.out),
+            max_pixels=Settings().max_pixels,
+            colormap=args.colormap,
+        )
+    except (FileNotFoundError, IsADirectoryError, ValueError) as error:
+        print(f"convscope forward: {error}", file=sys.stderr)
+        return 2
+    except ImageError as error:
+        print(f"convscope forward: {args.image}: {error.detail}", file=sys.stderr)
+        return 2
+    best = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in summary["top"][:3])
+    untrained = "" if summary["trained"] else " (untrained weights)"
+    print(f"{len(summary['layers'])} layers written to {args.out}; {args.model}{untrained}: {best}")
+    return 0
+
+
 SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     add_serve_parser,
     add_train_parser,
     add_eval_parser,
+    add_forward_parser,
 ]
 
 

@@ -16,7 +16,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-FORMATS = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+# JPEG includes MPO, the multi-picture JPEG some cameras write.
+FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 FORMAT_NAMES = "JPEG, PNG, GIF, WebP, BMP or TIFF"
 
 # MNIST digits: the digit fits a 20x20 box, centred by mass in a 28x28 field.
@@ -58,7 +59,9 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
             415, f"The file is not an image this server reads ({FORMAT_NAMES})."
         ) from None
     except Exception as error:  # Pillow raises many types on a malformed header
-        raise ImageError(422, f"The image header is corrupt: {_reason(error)}.") from None
+        raise ImageError(
+            422, f"The image's header is damaged or cut short: {_reason(error)}."
+        ) from None
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageError(422, f"The image has no pixels ({width}x{height}).")

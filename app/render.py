@@ -205,8 +205,8 @@ def weights_png(weight: np.ndarray, upscale: int | None = None) -> bytes:
     indices = to_indices(weight, "coolwarm", -limit, limit)
     tiles = COLORMAPS["coolwarm"][indices]  # (F, C, KH, KW, 3)
     if upscale is None:
-        # About 2048 pixels along the longer side of the grid.
-        upscale = (2048 // max(filters, channels) - 1) // max(kh, kw)
+        # At most about 1024 pixels along the longer side of the grid.
+        upscale = (1024 // max(filters, channels) - 1) // max(kh, kw)
         upscale = max(1, min(MAX_UPSCALE, upscale))
     factor = _check_upscale(upscale, kh, kw, default_side=0)
     return encode_png(_grid(tiles, factor))

@@ -116,9 +116,10 @@ def _headers(expires_at: float) -> dict[str, str]:
 
 
 @router.get("/{run_id}", responses={404: GONE})
-def get_run(store: RunStoreDep, run_id: str) -> RunInfo:
+def get_run(store: RunStoreDep, run_id: str, response: Response) -> RunInfo:
     """The run's model, layers (shapes and statistics) and scores."""
     meta, expires = _read(store, run_id, lambda run: run.meta)
+    response.headers.update(_headers(expires))
     return RunInfo(**meta, expires=expires)
 
 
