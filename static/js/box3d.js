@@ -213,6 +213,16 @@ export class VolumeView {
       ctx.strokeStyle = d === this.selected ? "#ffd166" : "rgba(210, 225, 245, 0.35)";
       ctx.stroke();
     }
+    // The selected slice stays findable when slices in front of it hide it.
+    const chosen = order.find((entry) => entry.d === this.selected);
+    if (chosen) {
+      outline(chosen.d, chosen.origin);
+      ctx.setLineDash([4 * dpr, 4 * dpr]);
+      ctx.lineWidth = 1.5 * dpr;
+      ctx.strokeStyle = "rgba(255, 209, 102, 0.8)";
+      ctx.stroke();
+      ctx.setLineDash([]);
+    }
     this.onChange?.();
   }
 }

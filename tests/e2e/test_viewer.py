@@ -5,6 +5,7 @@ another origin."""
 import io
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -376,3 +377,96 @@ def test_the_page_without_scripts_still_offers_a_model_and_an_upload(
         expect(page.locator("noscript").first).to_be_attached()
     finally:
         context.close()
+
+
+def _pixels(page: Page, selector: str) -> str:
+    """A digest of a canvas's pixels, to tell whether a drawing changed."""
+    return page.locator(selector).evaluate(
+        """(canvas) => {
+            const {width, height} = canvas;
+            const data = canvas.getContext('2d').getImageData(0, 0, width, height).data;
+            let hash = 0;
+            for (let i = 0; i < data.length; i += 7) hash = (hash * 31 + data[i]) | 0;
+            return `${width}x${height}:${hash}`;
+        }"""
+    )
+
+
+def test_colour_map_scale_and_3d_view_respond(viewer: Viewer) -> None:
+    viewer.open("?model=cifar10&sample=cifar10-frog-0000&layer=1&slice=4")
+    viewer.wait_for_run("cifar10")
+    page = viewer.page
+    tile = '#slice-grid .slice-tile[data-slice="4"] canvas'
+    before = _pixels(page, tile)
+    page.select_option("#sequential-select", "cividis")
+    expect(page.locator("#colorbar")).to_have_attribute("title", re.compile("^Cividis"))
+    assert _pixels(page, tile) != before
+
+    # relu1 is non-negative: one scale per layer runs from 0 to the layer's maximum.
+    expect(page.locator(".colorbar-min")).to_have_text("0")
+    layer_max = page.locator(".colorbar-max").inner_text()
+    page.locator('input[name="scale"][value="slice"]').check()
+    page.locator('#slice-grid .slice-tile[data-slice="4"]').click()
+    page.keyboard.press("ArrowDown")
+    expect(page.locator('#slice-grid .slice-tile[aria-selected="true"]')).to_have_attribute(
+        "data-slice", "5"
+    )
+    per_slice = page.locator(".colorbar-max").inner_text()
+    assert float(per_slice) <= float(layer_max)
+
+    # conv layers are signed: a diverging map centred on zero.
+    page.keyboard.press("ArrowLeft")
+    expect(page.locator("#detail-title")).to_contain_text("conv1")
+    expect(page.locator(".colorbar-zero")).to_have_text("0")
+    expect(page.locator("#colorbar")).to_have_attribute("title", re.compile("^Cool"))
+
+    # Dragging turns the 3D view.
+    volume = page.locator("#volume-canvas")
+    turned_from = _pixels(page, "#volume-canvas")
+    box = volume.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2 + 80, box["y"] + box["height"] / 2 + 20, steps=5)
+    page.mouse.up()
+    page.wait_for_timeout(200)
+    assert _pixels(page, "#volume-canvas") != turned_from
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "presenter"),
+    [(1280, 720, False), (1920, 1080, False), (1280, 720, True), (1920, 1080, True)],
+)
+def test_the_view_fits_projector_sizes(
+    viewer_on, live_server: str, width: int, height: int, presenter: bool
+) -> None:
+    viewer = viewer_on(live_server)
+    page = viewer.page
+    page.set_viewport_size({"width": width, "height": height})
+    viewer.open("?model=cifar10&sample=cifar10-cat-0000&layer=2&slice=5")
+    if presenter:
+        page.keyboard.press("p")
+        expect(page.locator("html")).to_have_class(re.compile("presenter"))
+    viewer.wait_for_run("cifar10")
+    page.wait_for_timeout(300)
+    layout = page.evaluate(
+        """() => {
+            const row = document.getElementById('layer-row');
+            return {
+                pageOverflow: document.documentElement.scrollWidth - window.innerWidth,
+                rowOverflow: row.scrollWidth - row.clientWidth,
+            };
+        }"""
+    )
+    assert layout == {"pageOverflow": 0, "rowOverflow": 0}
+    # Every layer's box and the slice under study are on screen without scrolling.
+    for box in page.locator("#layer-row .layer-box").all():
+        assert box.bounding_box()["y"] + box.bounding_box()["height"] <= height
+    slice_box = page.locator("#slice-canvas").bounding_box()
+    if not presenter:
+        assert slice_box["y"] + slice_box["height"] <= height
+        prediction = page.locator(".prediction-class").bounding_box()
+        assert prediction["y"] + prediction["height"] <= height
+    if directory := os.environ.get("CONVSCOPE_SCREENSHOTS"):
+        name = f"viewer-{width}x{height}{'-presenter' if presenter else ''}.png"
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(directory) / name))
