@@ -470,3 +470,35 @@ def test_the_view_fits_projector_sizes(
         name = f"viewer-{width}x{height}{'-presenter' if presenter else ''}.png"
         Path(directory).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(directory) / name))
+
+
+def test_a_camera_picture_runs_through_the_network(
+    browser: Browser, chromium_path: str, live_server: str
+) -> None:
+    camera_browser = browser.browser_type.launch(
+        executable_path=chromium_path,
+        args=["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
+    )
+    try:
+        context = camera_browser.new_context(
+            viewport={"width": 1280, "height": 720}, permissions=["camera"]
+        )
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        problems: list[str] = []
+        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        viewer = Viewer(page, live_server)
+        viewer.open("?model=cifar10")
+        page.locator("#tab-camera").click()
+        page.locator("#camera-start").click()
+        expect(page.locator("#camera-video")).to_be_visible()
+        expect(page.locator("#camera-capture")).to_be_enabled()
+        page.wait_for_function("() => document.getElementById('camera-video').videoWidth > 0")
+        page.locator("#camera-capture").click()
+        viewer.wait_for_run("cifar10")
+        page.locator("#camera-stop").click()
+        expect(page.locator("#camera-video")).to_be_hidden()
+        assert problems == []
+    finally:
+        camera_browser.close()
