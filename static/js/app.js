@@ -163,7 +163,15 @@ function layoutRow() {
   if (!view.boxes.length || !row.clientWidth) return;
   const style = getComputedStyle(row);
   const gap = Number.parseFloat(style.columnGap) || 8;
-  const available = row.clientWidth - Number.parseFloat(style.paddingLeft) - Number.parseFloat(style.paddingRight);
+  // The panel's width, not the row's: the row itself is narrowed below when it wraps.
+  const panel = row.parentElement;
+  const panelStyle = getComputedStyle(panel);
+  const available =
+    panel.clientWidth -
+    Number.parseFloat(panelStyle.paddingLeft) -
+    Number.parseFloat(panelStyle.paddingRight) -
+    Number.parseFloat(style.paddingLeft) -
+    Number.parseFloat(style.paddingRight);
   const pad = 8;
   const border = view.boxes[0].box.offsetWidth - view.boxes[0].canvas.offsetWidth;
   const labels = view.boxes.map((b) => b.label.scrollWidth + 6);
@@ -187,6 +195,12 @@ function layoutRow() {
     else hi = mid;
   }
   view.boxScale = lo;
+  // Wrapped lines of about equal length, rather than a full line and a stub.
+  const widest = Math.max(...view.boxes.map((b, i) => {
+    const g = boxGeometry(b.shape, lo);
+    return Math.max(g.fw + g.ox + pad, labels[i]) + border + gap;
+  }));
+  row.style.setProperty("max-width", lines > 1 ? `${Math.ceil(widthAt(lo) / lines + widest)}px` : "none");
   const height = Math.max(...view.boxes.map((b) => {
     const g = boxGeometry(b.shape, lo);
     return g.fh + g.oy;
@@ -921,7 +935,8 @@ async function main() {
   });
   $("spread-range").addEventListener("input", (event) => view.volume3d.setSpread(Number(event.target.value)));
   $("volume-reset").addEventListener("click", () => view.volume3d.reset());
-  new ResizeObserver(() => layoutRow()).observe($("layer-row"));
+  new ResizeObserver(() => layoutRow()).observe($("layer-row").parentElement);
+  window.addEventListener("resize", () => layoutRow());
   new ResizeObserver(() => {
     dirty.slice = true;
     schedule();
