@@ -284,9 +284,8 @@ function renderFacts(layer, streamed) {
     const s = streamed.stats;
     facts.push(["min", formatValue(s.min)], ["max", formatValue(s.max)], ["mean", formatValue(s.mean)], ["std", formatValue(s.std)]);
     if (s.zeros !== undefined) {
-      const total = layer.shape[0] * layer.shape[1] * layer.shape[2];
-      const fraction = s.zeros <= 1 && !Number.isInteger(s.zeros) ? s.zeros : s.zeros / total;
-      facts.push(["zeros", `${(100 * fraction).toFixed(fraction > 0 && fraction < 0.01 ? 2 : 0)}%`]);
+      const percent = 100 * s.zeros;
+      facts.push(["zeros", `${percent.toFixed(percent > 0 && percent < 1 ? 2 : 0)}%`]);
     }
     if (streamed.elapsed_ms !== undefined) facts.push(["ready after", `${streamed.elapsed_ms.toFixed(1)} ms`]);
   }
@@ -576,6 +575,21 @@ function onSliceHover(event) {
   const next = row >= 0 && row < h && col >= 0 && col < w ? { row, col } : null;
   if (next?.row === view.hover?.row && next?.col === view.hover?.col) return;
   view.hover = next;
+  dirty.slice = true;
+  schedule();
+}
+
+/** With the enlarged slice focused, the arrow keys move the inspected cell (as hovering does). */
+function onSliceKey(event) {
+  const step = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] }[event.key];
+  if (!step || !view.detail || event.altKey || event.ctrlKey || event.metaKey) return;
+  event.preventDefault();
+  event.stopPropagation();
+  const [h, w] = view.detail.volume.shape;
+  const from = view.hover || { row: Math.floor(h / 2), col: Math.floor(w / 2) };
+  view.hover = view.hover
+    ? { row: clamp(from.row + step[0], 0, h - 1), col: clamp(from.col + step[1], 0, w - 1) }
+    : from;
   dirty.slice = true;
   schedule();
 }
@@ -929,6 +943,13 @@ async function main() {
   const canvas = $("slice-canvas");
   canvas.addEventListener("pointermove", onSliceHover);
   canvas.addEventListener("pointerleave", () => {
+    if (document.activeElement === canvas) return;
+    view.hover = null;
+    dirty.slice = true;
+    schedule();
+  });
+  canvas.addEventListener("keydown", onSliceKey);
+  canvas.addEventListener("blur", () => {
     view.hover = null;
     dirty.slice = true;
     schedule();

@@ -177,6 +177,17 @@ def test_hover_shows_the_exact_value_from_the_layer_json(viewer: Viewer) -> None
     # The receptive field of that neuron is outlined on the input: conv2 sees 5x5 pixels.
     expect(viewer.page.locator("#rf-caption")).to_contain_text("rows 3–7, cols 5–9")
 
+    # Keyboard users inspect cells too: focus the enlarged slice, then use the arrows.
+    canvas.focus()
+    viewer.page.keyboard.press("ArrowRight")
+    viewer.page.keyboard.press("ArrowDown")
+    expect(value).to_have_attribute("data-col", "8")
+    expect(value).to_have_attribute("data-row", "6")
+    assert float(value.inner_text()) == body["values"][6][8][3]
+    expect(viewer.page.locator('#layer-row .layer-box[aria-pressed="true"]')).to_have_attribute(
+        "data-index", "2"
+    )
+
 
 def test_keyboard_moves_between_layers_and_slices_with_visible_focus(viewer: Viewer) -> None:
     viewer.open("?model=cifar10&sample=cifar10-ship-0000&layer=0&slice=0")
