@@ -385,6 +385,12 @@ def test_the_page_without_scripts_still_offers_a_model_and_an_upload(
         assert form.get_attribute("action") == "/api/models/mnist/forward"
         assert form.get_attribute("enctype") == "multipart/form-data"
         expect(page.locator("#file-input")).to_be_visible()
+        layers = httpx.get(f"{live_server}/api/models", timeout=30).json()["models"]
+        mnist = next(m for m in layers if m["id"] == "mnist")
+        boxes = page.locator("#layer-row .layer-box")
+        expect(boxes).to_have_count(len(mnist["layers"]) + 1)
+        expect(boxes.nth(1)).to_contain_text("CONV")
+        expect(boxes.nth(1)).to_contain_text("×".join(map(str, mnist["layers"][0]["shape"])))
         expect(page.locator("noscript").first).to_be_attached()
     finally:
         context.close()
