@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from threadpoolctl import threadpool_limits
 
 from app import __version__, errors, imaging
 from app.api import docs, forward, health, models, pages, runs
@@ -38,7 +39,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.forward_gate = ForwardGate(settings.max_concurrent_forwards)
         imaging.configure_pillow(settings.max_pixels)
         logging.getLogger("app").info("serving %s", ", ".join(settings.models))
-        yield
+        # Runs go in parallel on the gate's threads, one per core; a multi-threaded BLAS
+        # inside each would only fight them for the same cores (and for tiny matrices).
+        try:
+            with threadpool_limits(1, user_api="blas"):
+                yield
+        finally:
+            app.state.forward_gate.close()
 
     app = FastAPI(
         title="ConvScope",

@@ -83,7 +83,7 @@ class Registry:
             raise UnknownModel(detail) from None
 
 
-def get_registry(request: Request) -> Registry:
+async def get_registry(request: Request) -> Registry:
     return request.app.state.registry
 
 

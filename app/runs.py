@@ -5,8 +5,9 @@
     with store.open(run_id) as run:
         run.meta, run.pixels(), run.layer(3)
 
-One .npz file per run (no pickle): "meta" (JSON bytes), "input" (uint8 H, W, D) and
-"layer<i>" (float32 H, W, D). Files are written under a temporary name and renamed with
+One file per run: a small JSON header (the run's metadata and where each array lies) then
+the raw arrays, "input" (uint8 H, W, D) and "layer<i>" (float32 H, W, D); a reader seeks
+to the one array it wants. Files are written under a temporary name and renamed with
 os.replace, so a reader sees a whole run or nothing. After each save the writer evicts:
 the newest runs are kept while they fit the count and byte budgets and are younger than
 the time to live; everything older goes. Several processes may evict at once; that is
@@ -23,17 +24,19 @@ import re
 import threading
 import time
 import uuid
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import numpy as np
 from fastapi import Depends, Request
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
-SUFFIX = ".npz"
+SUFFIX = ".run"
+MAGIC = b"CONVSCOPE-RUN-1\n"
+ALIGN = 64
+MAX_HEADER = 1 << 20
 TEMP_PREFIX = ".partial-"
 # A temporary file this old was left by a writer that died; anyone may remove it.
 STALE_TEMP_SECONDS = 600
@@ -47,13 +50,53 @@ def new_run_id() -> str:
     return uuid.uuid4().hex
 
 
+def _write_run(file: BinaryIO, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """MAGIC, the header's length (8 bytes, little-endian), the JSON header, then each
+    array's bytes, C order, at the offset (from the start of the file) the header gives."""
+    layout, offset = {}, 0
+    for name, array in arrays.items():
+        layout[name] = {"dtype": array.dtype.str, "shape": list(array.shape), "offset": offset}
+        offset += -(-array.nbytes // ALIGN) * ALIGN
+    header = json.dumps({"meta": meta, "arrays": layout}).encode()
+    start = -(-(len(MAGIC) + 8 + len(header)) // ALIGN) * ALIGN
+    header += b" " * (start - len(MAGIC) - 8 - len(header))
+    file.write(MAGIC + len(header).to_bytes(8, "little") + header)
+    for name, array in arrays.items():
+        file.seek(start + layout[name]["offset"])
+        file.write(np.ascontiguousarray(array).data)
+    file.truncate()
+
+
+def _read_header(file: BinaryIO) -> tuple[dict[str, Any], int]:
+    """The header and where the arrays start; ValueError if this is not a run file."""
+    if file.read(len(MAGIC)) != MAGIC:
+        raise ValueError("not a run file")
+    size = int.from_bytes(file.read(8), "little")
+    if size > MAX_HEADER:
+        raise ValueError("the run file's header is implausibly large")
+    header = json.loads(file.read(size))
+    return header, len(MAGIC) + 8 + size
+
+
 class StoredRun:
     """An open run: its metadata now, its arrays on demand."""
 
-    def __init__(self, arrays: np.lib.npyio.NpzFile, meta: dict[str, Any], expires_at: float):
-        self._arrays = arrays
-        self.meta = meta
+    def __init__(self, file: BinaryIO, header: dict[str, Any], start: int, expires_at: float):
+        self._file = file
+        self._arrays = header["arrays"]
+        self._start = start
+        self.meta = header["meta"]
         self.expires_at = expires_at
+
+    def _array(self, name: str) -> np.ndarray:
+        info = self._arrays[name]
+        dtype, shape = np.dtype(info["dtype"]), tuple(info["shape"])
+        count = int(np.prod(shape))
+        self._file.seek(self._start + info["offset"])
+        data = self._file.read(count * dtype.itemsize)
+        if len(data) != count * dtype.itemsize:
+            raise RunNotFound("the run file is cut short")
+        return np.frombuffer(data, dtype).reshape(shape)
 
     @property
     def layer_count(self) -> int:
@@ -61,13 +104,13 @@ class StoredRun:
 
     def pixels(self) -> np.ndarray:
         """The preprocessed input, uint8 (H, W, D)."""
-        return self._arrays["input"]
+        return self._array("input")
 
     def layer(self, index: int) -> np.ndarray:
         """Layer `index`'s volume, float32 (H, W, D); IndexError outside the layers."""
         if not 0 <= index < self.layer_count:
             raise IndexError(f"layer {index} is outside 0..{self.layer_count - 1}")
-        return self._arrays[f"layer{index}"]
+        return self._array(f"layer{index}")
 
 
 class RunStore:
@@ -87,16 +130,12 @@ class RunStore:
     ) -> None:
         """Write one run atomically, then evict what no longer fits."""
         path = self.path(run_id)
-        arrays = {
-            "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8),
-            "input": pixels,
-            **{f"layer{i}": volume for i, volume in enumerate(volumes)},
-        }
+        arrays = {"input": pixels, **{f"layer{i}": volume for i, volume in enumerate(volumes)}}
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         temp = self.directory / f"{TEMP_PREFIX}{run_id}-{os.getpid()}-{threading.get_ident()}"
         try:
             with open(temp, "wb") as file:
-                np.savez(file, **arrays)
+                _write_run(file, meta, arrays)
             os.replace(temp, path)
         except BaseException:
             _unlink(temp)
@@ -116,13 +155,12 @@ class RunStore:
                 _unlink(self.path(run_id))
                 raise RunNotFound(run_id)
             try:
-                arrays = np.load(file, allow_pickle=False)
-                meta = json.loads(arrays["meta"].tobytes())
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+                header, start = _read_header(file)
+                run = StoredRun(file, header, start, made + self.ttl_seconds)
+            except (OSError, ValueError, KeyError, TypeError):
                 # Not a run this version wrote (or damaged): as good as gone.
                 raise RunNotFound(run_id) from None
-            with arrays:
-                yield StoredRun(arrays, meta, made + self.ttl_seconds)
+            yield run
 
     def evict(self, keep: str | None = None) -> int:
         """Remove expired runs and the oldest beyond the budgets; returns how many went.
@@ -188,7 +226,7 @@ def _unlink(path: Path) -> int:
         return 0
 
 
-def get_run_store(request: Request) -> RunStore:
+async def get_run_store(request: Request) -> RunStore:
     return request.app.state.run_store
 
 

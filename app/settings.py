@@ -25,10 +25,14 @@ class Settings(BaseSettings):
         40_000_000, description="Largest accepted image (width x height), checked before decoding."
     )
     run_cache_runs: PositiveInt = Field(64, description="Runs kept for refetching layers.")
-    run_cache_bytes: PositiveInt = Field(256 * MB, description="Memory the kept runs may use.")
+    run_cache_bytes: PositiveInt = Field(
+        256 * MB, description="Disk space the kept runs may use (in runs_dir)."
+    )
     run_ttl_seconds: PositiveInt = Field(3600, description="How long a run can be fetched again.")
     max_concurrent_forwards: PositiveInt = Field(
-        4, description="Forward passes computed at once; further requests wait."
+        64,
+        description="Forward runs taken on at once (each holds its upload and volumes while "
+        "it waits for a core); further uploads get 503 with Retry-After.",
     )
     # Under /tmp so that every worker process of one server shares it.
     runs_dir: Path = Field(
@@ -46,7 +50,7 @@ class Settings(BaseSettings):
         return value
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The running app's settings (stored on app.state by the lifespan)."""
     return request.app.state.settings
 

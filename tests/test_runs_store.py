@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.runs import SUFFIX, TEMP_PREFIX, RunNotFound, RunStore, new_run_id
+from app.runs import MAGIC, SUFFIX, TEMP_PREFIX, RunNotFound, RunStore, new_run_id
 
 MB = 1 << 20
 
@@ -75,11 +75,16 @@ def test_unknown_and_damaged_runs_are_not_found(tmp_path: Path) -> None:
     with pytest.raises(RunNotFound):
         with store.open(new_run_id()):
             pass
-    damaged = new_run_id()
-    store.path(damaged).write_bytes(b"not a zip file")
-    with pytest.raises(RunNotFound):
-        with store.open(damaged):
-            pass
+    for content in (
+        b"not a run file",
+        MAGIC + b"\xff" * 8 + b"{",
+        MAGIC + b"\x02" + b"\0" * 7 + b"{}",
+    ):
+        damaged = new_run_id()
+        store.path(damaged).write_bytes(content)
+        with pytest.raises(RunNotFound):
+            with store.open(damaged):
+                pass
 
 
 def test_evicts_the_oldest_beyond_the_count(tmp_path: Path) -> None:

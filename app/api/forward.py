@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from functools import partial
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Request
@@ -14,7 +15,7 @@ from fastapi.responses import StreamingResponse
 
 from app import imaging, stream
 from app.api.models import served_model
-from app.gate import ForwardGate, ForwardGateDep
+from app.gate import Emit, ForwardGate, ForwardGateDep
 from app.registry import RegistryDep, ServedModel
 from app.runs import RunStore, RunStoreDep, new_run_id
 from app.settings import SettingsDep
@@ -109,60 +110,53 @@ def _prepare(data: bytes, served: ServedModel, max_pixels: int) -> np.ndarray:
     )
 
 
-class _Forward:
-    """One run's forward pass, advanced a layer at a time from worker threads."""
-
-    def __init__(self, served: ServedModel, pixels: np.ndarray, started: float):
-        self.served = served
-        self.started = started
-        self.volumes: list[np.ndarray] = []
-        self.layer_stats: list[dict[str, float]] = []
-        self._steps: Iterator | None = None
-        self._input = pixels
-
-    def next_line(self) -> bytes | None:
-        """Compute the next layer and return its line; None after the last layer."""
-        if self._steps is None:
-            net = self.served.network
-            self._steps = net.forward_iter(net.preprocess(self._input[None]))
-        step = next(self._steps, None)
-        if step is None:
-            return None
-        layer, batch = step
+def _produce(
+    served: ServedModel,
+    pixels: np.ndarray,
+    run_id: str,
+    store: RunStore,
+    started: float,
+    emit: Emit,
+) -> None:
+    """Compute the layers, emitting each one's line as soon as it is ready; then save the
+    run and emit the scores. Runs on a compute thread."""
+    net = served.network
+    volumes, layer_stats = [], []
+    batches = net.forward_iter(net.preprocess(pixels[None]))
+    for index, (layer, batch) in enumerate(batches):
         volume = batch[0]
         if not np.isfinite(volume).all():
             raise FloatingPointError(f"layer {layer.name} produced NaN or infinity")
-        layer_stats = stream.stats(volume)
-        index = len(self.volumes)
-        self.volumes.append(volume)
-        self.layer_stats.append(layer_stats)
-        elapsed = (time.perf_counter() - self.started) * 1000
-        return stream.layer_line(index, layer.name, layer.kind, volume, elapsed, layer_stats)
-
-    def meta(self, run_id: str, probs: np.ndarray, best: list[dict]) -> dict:
-        net = self.served.network
-        return {
-            "id": run_id,
-            "model": self.served.id,
-            "trained": self.served.trained,
-            "created": time.time(),
-            "classes": net.classes,
-            "input": {"shape": list(self._input.shape), "layout": "HWD"},
-            "layers": [
-                {
-                    "index": i,
-                    "name": layer.name,
-                    "kind": layer.kind,
-                    "shape": list(layer.output_shape),
-                    "stats": layer_stats,
-                }
-                for i, (layer, layer_stats) in enumerate(
-                    zip(net.layers, self.layer_stats, strict=True)
-                )
-            ],
-            "probabilities": [float(p) for p in probs],
-            "top": best,
-        }
+        numbers = stream.stats(volume)
+        volumes.append(volume)
+        layer_stats.append(numbers)
+        elapsed = (time.perf_counter() - started) * 1000
+        emit(stream.layer_line(index, layer.name, layer.kind, volume, elapsed, numbers))
+    probs = stream.probabilities(volumes[-1], net.layers[-1].kind == "softmax")
+    best = stream.top(probs, net.classes)
+    meta = {
+        "id": run_id,
+        "model": served.id,
+        "trained": served.trained,
+        "created": time.time(),
+        "classes": net.classes,
+        "input": {"shape": list(pixels.shape), "layout": "HWD"},
+        "layers": [
+            {
+                "index": i,
+                "name": layer.name,
+                "kind": layer.kind,
+                "shape": list(layer.output_shape),
+                "stats": numbers,
+            }
+            for i, (layer, numbers) in enumerate(zip(net.layers, layer_stats, strict=True))
+        ],
+        "probabilities": [float(p) for p in probs],
+        "top": best,
+    }
+    # Saved before the last line, so a client holding the scores can fetch any layer.
+    store.save(run_id, meta, pixels, volumes)
+    emit(stream.scores_line(probs, best, (time.perf_counter() - started) * 1000))
 
 
 async def _run(
@@ -180,15 +174,9 @@ async def _run(
         yield stream.run_line(
             run_id, served.id, served.trained, net.classes, len(net.layers), pixels
         )
-        run = _Forward(served, pixels, started)
-        while (line := await gate.run(run.next_line)) is not None:
+        produce = partial(_produce, served, pixels, run_id, store, started)
+        async for line in gate.stream(produce):
             yield line
-        probs = stream.probabilities(run.volumes[-1], net.layers[-1].kind == "softmax")
-        best = stream.top(probs, net.classes)
-        # Saved before the last line, so a client holding the scores can fetch any layer.
-        await gate.run(store.save, run_id, run.meta(run_id, probs, best), pixels, run.volumes)
-        elapsed = (time.perf_counter() - started) * 1000
-        yield stream.scores_line(probs, best, elapsed)
     except Exception:
         log.exception("run %s on %s failed", run_id, served.id)
         yield stream.error_line(

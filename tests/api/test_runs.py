@@ -176,7 +176,7 @@ async def test_only_the_newest_runs_are_kept(tmp_path: Path) -> None:
             runs = [(await make_run(client, seed))[0] for seed in range(3)]
             statuses = [(await client.get(f"/api/runs/{r}")).status_code for r in runs]
     assert statuses == [404, 200, 200]
-    assert len(list(tmp_path.glob("*.npz"))) == 2
+    assert len(list(tmp_path.glob("*.run"))) == 2
 
 
 async def test_run_responses_may_be_cached_until_expiry(client: httpx.AsyncClient, run) -> None:
