@@ -23,7 +23,7 @@ function fileFromTransfer(transfer) {
   return null;
 }
 
-const isTyping = (target) =>
+export const isTyping = (target) =>
   target instanceof HTMLElement && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
 
 function setupTabs(root) {
@@ -232,7 +232,5 @@ export function setupInputs({ onImage, onError }) {
   document.querySelector(".tabs").addEventListener("tabchange", (event) => {
     if (event.detail !== "camera") stopCamera();
   });
-  return { selectTab, isTyping };
+  return { selectTab };
 }
-
-export { isTyping };

@@ -1,0 +1,327 @@
+/**
+ * The selected layer in detail: its facts, every depth slice as a tile, one slice enlarged
+ * (hover or arrow keys read a cell's exact value and outline its receptive field on the
+ * input), the volume in 3D, and the filters of conv and fc layers.
+ */
+
+import { weightsPngUrl } from "./api.js";
+import { VolumeView } from "./box3d.js";
+import { COLORMAPS, cssGradient } from "./colormaps.js";
+import { $, clamp, el, fitCanvas, shapeText } from "./dom.js";
+import { colorScale, drawPixelated, formatValue, sliceCanvas } from "./volume.js";
+
+const EMPTY =
+  "Pick a sample, upload, paste, drop, photograph or draw an image: each layer's volume appears above as it is computed.";
+const TILE_GAP = 3;
+
+/** The input pixels neuron (row, col) sees, clipped: {top, left, bottom, right}, inclusive. */
+export function receptiveBox(rf, row, col, height, width) {
+  const half = (rf.size - 1) / 2;
+  const top = Math.ceil(rf.start + row * rf.jump - half);
+  const left = Math.ceil(rf.start + col * rf.jump - half);
+  return {
+    top: Math.max(top, 0),
+    left: Math.max(left, 0),
+    bottom: Math.min(top + rf.size - 1, height - 1),
+    right: Math.min(left + rf.size - 1, width - 1),
+  };
+}
+
+/** The fewest columns (largest tiles, at most 96 px) that show all `count` slices in the
+ * grid's box; past 24 px tiles the grid scrolls instead. */
+function tileColumns(grid, count) {
+  const width = grid.clientWidth - 8;
+  const height = Number.parseFloat(getComputedStyle(grid).maxHeight) - 8 || 300;
+  for (let columns = 1; columns <= count; columns++) {
+    const tile = (width - TILE_GAP * (columns - 1)) / columns;
+    if (tile > 96) continue;
+    if (tile < 24 || Math.ceil(count / columns) * (tile + TILE_GAP) <= height) return columns;
+  }
+  return Math.max(1, Math.floor(width / 27));
+}
+
+function copyCanvas(source) {
+  const copy = document.createElement("canvas");
+  copy.width = source.width;
+  copy.height = source.height;
+  copy.getContext("2d").drawImage(source, 0, 0);
+  return copy;
+}
+
+export class LayerDetail {
+  /** onSelectSlice(d): a tile was chosen; onChange(): the inspected cell moved. */
+  constructor({ onSelectSlice, onChange }) {
+    this.onSelectSlice = onSelectSlice;
+    this.onChange = onChange;
+    this.shown = null; // {index, layer, volume, scales, sources, tiles, classes}
+    this.hover = null; // {row, col}
+    this.run = null;
+    this.slice = 0;
+    this.volume3d = new VolumeView($("volume-canvas"));
+    const canvas = $("slice-canvas");
+    canvas.addEventListener("pointermove", (event) => this.hoverAt(event));
+    canvas.addEventListener("pointerleave", () => {
+      if (document.activeElement !== canvas) this.setHover(null);
+    });
+    canvas.addEventListener("keydown", (event) => this.onKey(event));
+    canvas.addEventListener("blur", () => this.setHover(null));
+    $("spread-range").addEventListener("input", (event) => this.volume3d.setSpread(Number(event.target.value)));
+    $("volume-reset").addEventListener("click", () => this.volume3d.reset());
+  }
+
+  /**
+   * Everything about `layer` (from /api/models); `streamed` is its volume once it arrived,
+   * `waiting` whether a run is still on its way, `before` the shape of the volume it reads.
+   */
+  render({ layer, streamed, run, waiting, before, modelId, slice, options }) {
+    $("detail-title").replaceChildren(
+      el("span", `kind-tag kind-${layer.kind}`, layer.name),
+      el("span", "layer-summary", layer.summary || layer.kind.toUpperCase()),
+    );
+    this.renderFacts(layer, streamed);
+    this.renderFilters(layer, before, modelId);
+    $("detail-grid").hidden = !streamed;
+    document.querySelector(".detail-controls").hidden = !streamed;
+    const empty = $("detail-empty");
+    if (!streamed) {
+      empty.hidden = false;
+      empty.textContent = waiting ? `${layer.name} is on its way…` : EMPTY;
+      this.shown = null;
+      return;
+    }
+    empty.hidden = true;
+    const depth = streamed.shape[2];
+    const scales = [];
+    const sources = [];
+    for (let d = 0; d < depth; d++) {
+      const scale = options.scale === "layer" && d > 0 ? scales[0] : colorScale(streamed, d, options);
+      scales.push(scale);
+      sources.push(sliceCanvas(streamed, d, scale.palette));
+    }
+    const [h, w] = layer.shape;
+    const classes = h === 1 && w === 1 && depth === run.classes?.length ? run.classes : null;
+    const grid = $("slice-grid");
+    grid.style.setProperty("--columns", classes ? "auto-fill" : tileColumns(grid, depth));
+    grid.classList.toggle("labelled", Boolean(classes));
+    const tiles = sources.map((source, d) => {
+      const tile = el("button", "slice-tile");
+      tile.type = "button";
+      tile.setAttribute("role", "option");
+      tile.dataset.slice = d;
+      const label = classes ? classes[d] : `depth slice ${d}`;
+      tile.setAttribute("aria-label", label);
+      tile.title = label;
+      source.className = "pixelated";
+      tile.append(source, el("span", "tile-index", classes ? classes[d] : String(d)));
+      tile.addEventListener("click", () => this.onSelectSlice(d));
+      return tile;
+    });
+    grid.replaceChildren(...tiles);
+    $("slices-title").textContent = `Depth slices (${depth})`;
+    this.shown = { index: layer.index, layer, volume: streamed, scales, sources, tiles, classes };
+    // The 3D view gets its own copies: a canvas can be in one place of the document only.
+    this.volume3d.setVolume(sources.map(copyCanvas), streamed.shape, slice);
+  }
+
+  renderFacts(layer, streamed) {
+    const facts = [
+      ["shape", shapeText(layer.shape)],
+      ["parameters", layer.param_count.toLocaleString("en")],
+    ];
+    const rf = layer.receptive_field;
+    if (rf) facts.push(["receptive field", `${rf.size}×${rf.size} px`]);
+    if (streamed?.stats) {
+      const s = streamed.stats;
+      for (const name of ["min", "max", "mean", "std"]) facts.push([name, formatValue(s[name])]);
+      if (s.zeros !== undefined) {
+        const percent = 100 * s.zeros;
+        facts.push(["zeros", `${percent.toFixed(percent > 0 && percent < 1 ? 2 : 0)}%`]);
+      }
+      if (streamed.elapsed_ms !== undefined) facts.push(["ready after", `${streamed.elapsed_ms.toFixed(1)} ms`]);
+    }
+    $("layer-facts").replaceChildren(
+      ...facts.map(([term, value]) => {
+        const item = el("div", "fact");
+        item.append(el("dt", "", term), el("dd", "", value));
+        return item;
+      }),
+    );
+  }
+
+  /** Filters of conv layers, weights of fc layers, as the server draws them. */
+  renderFilters(layer, [h, w, d], modelId) {
+    const section = $("filters");
+    if (layer.kind !== "conv" && layer.kind !== "fc") {
+      section.hidden = true;
+      return;
+    }
+    const size = layer.size || "?";
+    const count = layer.shape[2];
+    $("filters-title").textContent = layer.kind === "conv" ? "Filters" : "Weights";
+    $("filters-caption").textContent =
+      layer.kind === "conv"
+        ? `${count} filters, each ${size}×${size}×${d}: filter k makes depth slice k of this layer ` +
+          "by sliding over the volume before it. " +
+          (d === 3 ? "Each is drawn as a small colour picture." : "One row per filter, blue < 0 < red.")
+        : `One row per output (${count}), one ${h}×${w} tile per depth slice of the ${h}×${w}×${d} ` +
+          "volume before it: what each class score adds up. Blue is negative, red positive.";
+    const image = $("filters-image");
+    const url = weightsPngUrl(modelId, layer.index);
+    if (image.dataset.src !== url) {
+      image.dataset.src = url;
+      image.src = url;
+    }
+    image.alt = `The ${count} ${layer.kind === "conv" ? "filters" : "weight rows"} of ${layer.name}`;
+    section.hidden = false;
+  }
+
+  /** The selected slice enlarged, its colour bar, the receptive field and the readout. */
+  drawFocus(run, slice) {
+    this.run = run;
+    const shown = this.shown;
+    if (!shown) return;
+    const d = clamp(slice, 0, shown.sources.length - 1);
+    this.slice = d;
+    for (const [i, tile] of shown.tiles.entries()) {
+      tile.setAttribute("aria-selected", String(i === d));
+      tile.tabIndex = i === d ? 0 : -1;
+    }
+    const label = shown.classes
+      ? `${shown.classes[d]} (depth slice ${d})`
+      : `depth slice ${d} of ${shown.sources.length}`;
+    $("focus-title").textContent = `${shown.layer.name}, ${label}`;
+
+    const canvas = $("slice-canvas");
+    const { h, w, cell, width, height } = this.sliceLayout();
+    canvas.style.height = `${height}px`;
+    const ctx = fitCanvas(canvas, width, height);
+    drawPixelated(ctx, shown.sources[d], 0, 0, width, height);
+    if (cell >= 10) {
+      ctx.strokeStyle = "rgba(0, 0, 0, 0.28)";
+      ctx.lineWidth = 1 / (window.devicePixelRatio || 1);
+      ctx.beginPath();
+      for (let x = 1; x < w; x++) {
+        ctx.moveTo(x * cell, 0);
+        ctx.lineTo(x * cell, height);
+      }
+      for (let y = 1; y < h; y++) {
+        ctx.moveTo(0, y * cell);
+        ctx.lineTo(width, y * cell);
+      }
+      ctx.stroke();
+    }
+    if (this.hover) {
+      const { row, col } = this.hover;
+      ctx.lineWidth = 2.5;
+      ctx.strokeStyle = "#ffffff";
+      ctx.strokeRect(col * cell + 1, row * cell + 1, cell - 2, cell - 2);
+      ctx.lineWidth = 1;
+      ctx.strokeStyle = "#000000";
+      ctx.strokeRect(col * cell - 0.5, row * cell - 0.5, cell + 1, cell + 1);
+    }
+    this.drawColorbar(shown.scales[d]);
+    this.drawReceptiveField();
+    this.readout();
+    this.volume3d.setSelected(d);
+  }
+
+  drawColorbar({ map, lo, hi, signed }) {
+    const bar = $("colorbar");
+    bar.querySelector(".colorbar-ramp").style.setProperty("background-image", cssGradient(map));
+    bar.querySelector(".colorbar-min").textContent = formatValue(lo);
+    bar.querySelector(".colorbar-max").textContent = formatValue(hi);
+    bar.querySelector(".colorbar-zero").textContent = signed ? "0" : "";
+    bar.title = `${COLORMAPS[map].label}: ${formatValue(lo)} to ${formatValue(hi)}`;
+  }
+
+  /** The input as the network sees it, with the inspected neuron's receptive field. */
+  drawReceptiveField() {
+    const run = this.run;
+    const canvas = $("rf-canvas");
+    const size = canvas.clientWidth || 160;
+    const ctx = fitCanvas(canvas, size, size);
+    ctx.clearRect(0, 0, size, size);
+    if (!run?.input) return;
+    const [ih, iw] = run.input.shape;
+    const cell = size / Math.max(ih, iw);
+    drawPixelated(ctx, run.inputImage, 0, 0, iw * cell, ih * cell);
+    const caption = $("rf-caption");
+    const rf = this.shown?.layer.receptive_field;
+    if (!this.hover || !rf) {
+      caption.textContent = "receptive field on the input (hover the slice)";
+      return;
+    }
+    const { top, left, bottom, right } = receptiveBox(rf, this.hover.row, this.hover.col, ih, iw);
+    const [x, y, width, height] = [left * cell, top * cell, (right - left + 1) * cell, (bottom - top + 1) * cell];
+    ctx.fillStyle = "rgba(0, 0, 0, 0.45)";
+    ctx.beginPath();
+    ctx.rect(0, 0, iw * cell, ih * cell);
+    ctx.rect(x, y, width, height);
+    ctx.fill("evenodd");
+    ctx.lineWidth = 2;
+    ctx.strokeStyle = "#ffd166";
+    ctx.strokeRect(x + 1, y + 1, width - 2, height - 2);
+    caption.textContent = `receptive field: rows ${top}–${bottom}, cols ${left}–${right} (${rf.size}×${rf.size})`;
+  }
+
+  /** The inspected cell's position and exact value (from the layer's .json, once fetched). */
+  readout() {
+    const out = $("hover-readout");
+    const shown = this.shown;
+    const hover = this.hover;
+    if (!shown || !hover) {
+      out.replaceChildren("Hover a cell to read its exact value.");
+      return;
+    }
+    const d = this.slice;
+    const entry = this.run?.values.get(shown.index);
+    const where = el("span", "readout-where", `${shown.layer.name} [row ${hover.row}, col ${hover.col}, depth ${d}]`);
+    const value = el("strong", "readout-value");
+    value.id = "hover-value";
+    if (entry?.values) {
+      const exact = entry.values[hover.row][hover.col][d];
+      value.textContent = String(exact);
+      Object.assign(value.dataset, { value: String(exact), row: hover.row, col: hover.col, depth: d });
+    } else {
+      value.textContent = entry?.error || "loading…";
+    }
+    out.replaceChildren(where, " = ", value);
+  }
+
+  sliceLayout() {
+    const [h, w] = this.shown.volume.shape;
+    const cssSize = $("slice-canvas").clientWidth || 240;
+    const cell = Math.max(1, Math.floor(cssSize / Math.max(h, w)));
+    return { h, w, cell, width: cell * w, height: cell * h };
+  }
+
+  setHover(next) {
+    if (next?.row === this.hover?.row && next?.col === this.hover?.col) return;
+    this.hover = next;
+    this.onChange();
+  }
+
+  hoverAt(event) {
+    if (!this.shown) return;
+    const rect = $("slice-canvas").getBoundingClientRect();
+    const { h, w, cell } = this.sliceLayout();
+    const col = Math.floor((event.clientX - rect.left) / cell);
+    const row = Math.floor((event.clientY - rect.top) / cell);
+    this.setHover(row >= 0 && row < h && col >= 0 && col < w ? { row, col } : null);
+  }
+
+  /** With the enlarged slice focused, the arrow keys move the inspected cell. */
+  onKey(event) {
+    const step = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] }[event.key];
+    if (!step || !this.shown || event.altKey || event.ctrlKey || event.metaKey) return;
+    event.preventDefault();
+    event.stopPropagation();
+    const [h, w] = this.shown.volume.shape;
+    const from = this.hover;
+    this.setHover(
+      from
+        ? { row: clamp(from.row + step[0], 0, h - 1), col: clamp(from.col + step[1], 0, w - 1) }
+        : { row: Math.floor(h / 2), col: Math.floor(w / 2) },
+    );
+  }
+}
