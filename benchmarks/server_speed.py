@@ -1,0 +1,221 @@
+"""The server end to end: upload a photo, read the NDJSON stream to its last line.
+
+Starts `python -m app serve` on a free loopback port (cifar10 only, runs in a temporary
+folder) and prints, for full cifar10 runs:
+- one client: p50 / p99 / mean latency (upload -> scores line), bytes on the wire per run,
+- N concurrent clients (threads, one keep-alive connection each, for a fixed time):
+  runs/s, p50 / p99 latency, errors (anything but a 200 stream that ends in scores) and
+  503 "busy" answers, which are counted apart.
+
+    python benchmarks/server_speed.py [--runs 200] [--seconds 10] [--clients 8 32 64]
+                                      [--places 64] [--workers 1]
+
+--places sets CONVSCOPE_MAX_CONCURRENT_FORWARDS for the server (runs taken on at once; 64
+by default); with fewer places than clients the rest are answered 503 at once, by design. The client
+threads share the machine with the server, as on any one-machine loopback test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+SCORES = b'{"type":"scores"'
+
+
+def photo(width: int = 320, height: int = 240) -> bytes:
+    """A photo-like JPEG: smooth gradients and noise (about 30 KB)."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:height, 0:width]
+    pixels = np.stack([x * 255 / width, y * 255 / height, (x + y) * 127 / (width + height)], -1)
+    pixels = np.clip(pixels + rng.normal(0, 12, pixels.shape), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(port: int, places: int | None, workers: int, runs_dir: str) -> subprocess.Popen:
+    env = {**os.environ, "CONVSCOPE_MODELS": "cifar10", "CONVSCOPE_RUNS_DIR": runs_dir}
+    if places:
+        env["CONVSCOPE_MAX_CONCURRENT_FORWARDS"] = str(places)
+    command = [sys.executable, "-m", "app", "serve", "--port", str(port)]
+    command += ["--workers", str(workers)]
+    server = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            time.sleep(0.2)
+    server.kill()
+    raise SystemExit("the server did not start in 60 s")
+
+
+def one_run(client: httpx.Client, url: str, image: bytes) -> tuple[int, float, int]:
+    """(status, seconds until the last line, body bytes); status 0: the stream broke."""
+    start = time.perf_counter()
+    files = {"image": ("photo.jpg", image, "image/jpeg")}
+    with client.stream("POST", url, files=files) as response:
+        size, tail = 0, b""
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            tail = (tail + chunk)[-4096:]
+        elapsed = time.perf_counter() - start
+    if response.status_code != 200:
+        return response.status_code, elapsed, size
+    last = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    return (200 if last.startswith(SCORES) else 0), elapsed, size
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time so far of a process and every process under it (Linux /proc),
+    so that `--workers N` counts the workers too."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    total = sum(int(f) for f in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        total += sum(cpu_seconds(int(child)) for child in children.read_text().split())
+    return total
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class CpuMeter:
+    """CPU milliseconds per run spent by the server and by this client process."""
+
+    def __init__(self, server_pid: int):
+        self.pid = server_pid
+        self.server, self.client = cpu_seconds(server_pid), own_cpu_seconds()
+
+    def report(self, runs: int) -> str:
+        server = (cpu_seconds(self.pid) - self.server) * 1000 / max(runs, 1)
+        client = (own_cpu_seconds() - self.client) * 1000 / max(runs, 1)
+        return f"CPU per run: server {server:.1f} ms, client {client:.1f} ms"
+
+
+def percentiles(seconds: list[float]) -> str:
+    if not seconds:
+        return "-"
+    ms = np.array(seconds) * 1000
+    return f"p50 {np.percentile(ms, 50):6.1f} ms  p99 {np.percentile(ms, 99):6.1f} ms"
+
+
+def single_client(url: str, image: bytes, runs: int, server_pid: int) -> None:
+    with httpx.Client(timeout=30) as client:
+        for _ in range(10):  # warm-up: threads, BLAS, page cache
+            one_run(client, url, image)
+        meter = CpuMeter(server_pid)
+        results = [one_run(client, url, image) for _ in range(runs)]
+    times = [t for status, t, _ in results if status == 200]
+    errors = sum(status != 200 for status, _, _ in results)
+    sizes = [s for status, _, s in results if status == 200]
+    print(
+        f"1 client, {runs} runs: {percentiles(times)}  mean {np.mean(times) * 1000:6.1f} ms  "
+        f"errors {errors}"
+    )
+    print(f"  {meter.report(runs)}")
+    request = len(image) + 300  # the JPEG plus multipart and HTTP headers, about
+    print(
+        f"bytes on the wire per run: response body {np.mean(sizes) / 1000:.1f} KB, "
+        f"request about {request / 1000:.1f} KB"
+    )
+
+
+def concurrent_clients(
+    url: str, image: bytes, clients: int, seconds: float, server_pid: int
+) -> None:
+    lock = threading.Lock()
+    times: list[float] = []
+    counts = {"ok": 0, "busy": 0, "errors": 0}
+    start = time.perf_counter()
+    deadline = start + seconds
+
+    def client_loop() -> None:
+        with httpx.Client(timeout=60) as client:
+            while time.perf_counter() < deadline:
+                try:
+                    status, elapsed, _ = one_run(client, url, image)
+                except httpx.HTTPError:
+                    status, elapsed = -1, 0.0
+                with lock:
+                    if status == 200:
+                        counts["ok"] += 1
+                        times.append(elapsed)
+                    elif status == 503:
+                        counts["busy"] += 1
+                    else:
+                        counts["errors"] += 1
+                if status == 503:
+                    time.sleep(0.05)  # a polite client would wait for Retry-After
+
+    meter = CpuMeter(server_pid)
+    threads = [threading.Thread(target=client_loop) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    print(
+        f"{clients:3d} clients, {wall:4.1f} s: {counts['ok'] / wall:6.1f} runs/s  "
+        f"{percentiles(times)}  errors {counts['errors']}  busy (503) {counts['busy']}"
+    )
+    print(f"  {meter.report(counts['ok'])}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=200, help="runs for the one-client figures")
+    parser.add_argument("--seconds", type=float, default=10, help="time per concurrency level")
+    parser.add_argument("--clients", type=int, nargs="+", default=[8, 32, 64])
+    parser.add_argument("--places", type=int, help="CONVSCOPE_MAX_CONCURRENT_FORWARDS")
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
+    args = parser.parse_args()
+
+    image = photo()
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="convscope-bench-") as runs_dir:
+        server = start_server(port, args.places, args.workers, runs_dir)
+        try:
+            url = f"http://127.0.0.1:{port}/api/models/cifar10/forward"
+            print(
+                f"cifar10, {len(image) / 1000:.1f} KB 320x240 JPEG, {os.cpu_count()} cores, "
+                f"{args.workers} worker(s), {args.places or 'default'} places"
+            )
+            single_client(url, image, args.runs, server.pid)
+            for clients in args.clients:
+                concurrent_clients(url, image, clients, args.seconds, server.pid)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
