@@ -5,14 +5,27 @@ Validation errors become one sentence naming the parameter; anything unexpected 
 """
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 log = logging.getLogger(__name__)
 
 UNEXPECTED = "Something went wrong on the server; it has been logged. Please try again."
+
+
+class ErrorDetail(BaseModel):
+    """Every error response's body."""
+
+    detail: str = Field(description="What went wrong, as a sentence for a person.")
+
+
+def error(description: str) -> dict[str, Any]:
+    """An entry for a route's `responses`: this status, with an ErrorDetail body."""
+    return {"description": description, "model": ErrorDetail}
 
 
 def validation_sentence(error: RequestValidationError) -> str:
@@ -37,3 +50,20 @@ async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # FastAPI documents its validation errors as a list; ours are one sentence.
+        if app.openapi_schema is None:
+            schema = generate()
+            schemas = schema.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in schemas:
+                schemas["HTTPValidationError"] = {
+                    **ErrorDetail.model_json_schema(),
+                    "title": "HTTPValidationError",
+                }
+                schemas.pop("ValidationError", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 
 from app import imaging, stream
 from app.api.models import served_model
+from app.errors import error
 from app.gate import Emit, ForwardGate, ForwardGateDep
 from app.registry import RegistryDep, ServedModel
 from app.runs import RunStore, RunStoreDep, new_run_id
@@ -25,7 +26,6 @@ router = APIRouter(prefix="/api/models", tags=["runs"])
 log = logging.getLogger(__name__)
 
 FIELD = "image"
-ERROR = {"model": None}
 UPLOAD_BODY = {
     "required": True,
     "content": {
@@ -65,11 +65,12 @@ STREAM_EXAMPLE = (
             "content": {stream.MEDIA_TYPE: {"example": STREAM_EXAMPLE}},
             "description": "One JSON object per line: the run, each layer in order, the scores.",
         },
-        404: {"description": "No such model.", **ERROR},
-        413: {"description": "The upload or the image is too large.", **ERROR},
-        415: {"description": "Not multipart/form-data, or not an image.", **ERROR},
-        422: {"description": "A truncated or corrupt image, or a malformed form.", **ERROR},
-        503: {"description": "Busy; Retry-After says when to try again.", **ERROR},
+        400: error("The upload was interrupted."),
+        404: error("No such model."),
+        413: error("The upload or the image is too large."),
+        415: error("Not multipart/form-data, or not an image."),
+        422: error("A truncated or corrupt image, or a malformed form."),
+        503: error("Busy; Retry-After says when to try again."),
     },
 )
 async def forward(
@@ -87,7 +88,9 @@ async def forward(
     served = served_model(registry, model_id)
     gate.enter()
     try:
-        data = await read_file_field(request, FIELD, settings.max_upload_bytes)
+        data = await read_file_field(
+            request, FIELD, settings.max_upload_bytes, settings.upload_idle_seconds
+        )
         try:
             pixels = await gate.run(_prepare, data, served, settings.max_pixels)
         except imaging.ImageError as error:

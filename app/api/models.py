@@ -10,12 +10,13 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from app import render
+from app.errors import error
 from app.registry import RegistryDep, ServedModel
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 
 PNG = {"content": {"image/png": {}}, "description": "A PNG picture."}
-NOT_FOUND = {"description": "No such model or layer.", "model": None}
+NOT_FOUND = error("No such model or layer.")
 CACHE = {"Cache-Control": "public, max-age=300"}
 
 
@@ -122,7 +123,7 @@ def get_weights(registry: RegistryDep, model_id: str, index: int) -> Weights:
 @router.get(
     "/{model_id}/layers/{index}/weights.png",
     response_class=Response,
-    responses={200: PNG, 404: NOT_FOUND, 422: {"description": "Upscale out of bounds."}},
+    responses={200: PNG, 404: NOT_FOUND, 422: error("Upscale out of bounds.")},
 )
 def get_weights_png(
     registry: RegistryDep,

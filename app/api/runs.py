@@ -16,14 +16,15 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from app import render
+from app.errors import error
 from app.runs import RunNotFound, RunStore, RunStoreDep, StoredRun
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
 PNG = {"content": {"image/png": {}}, "description": "A PNG picture."}
 NPY = {"content": {"application/octet-stream": {}}, "description": "A NumPy .npy file."}
-GONE = {"description": "No such run (or it expired), layer or slice.", "model": None}
-TOO_BIG = {"description": "The picture asked for is too large.", "model": None}
+GONE = error("No such run (or it expired), layer or slice.")
+TOO_BIG = error("Bad parameters, or the picture asked for is too large.")
 
 
 Upscale = Annotated[

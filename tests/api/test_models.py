@@ -153,4 +153,9 @@ async def test_openapi_documents_the_api(client: httpx.AsyncClient) -> None:
         assert path in paths, path
     upload = paths["/api/models/{model_id}/forward"]["post"]["requestBody"]["content"]
     assert "image" in upload["multipart/form-data"]["schema"]["properties"]
-    assert "ModelList" in spec["components"]["schemas"]
+    schemas = spec["components"]["schemas"]
+    assert "ModelList" in schemas
+    # Errors are documented as they are sent: {"detail": "<a sentence>"}, 422 included.
+    assert schemas["HTTPValidationError"]["properties"]["detail"]["type"] == "string"
+    not_found = paths["/api/runs/{run_id}/layers/{index}.json"]["get"]["responses"]["404"]
+    assert not_found["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorDetail")
