@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MB = 1024 * 1024
@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `convscope serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `convscope serve` listens on.")
     max_upload_bytes: PositiveInt = Field(10 * MB, description="Largest accepted upload.")
+    upload_idle_seconds: PositiveFloat = Field(
+        30.0, description="An upload sending nothing for this long is refused (408)."
+    )
     max_pixels: PositiveInt = Field(
         40_000_000, description="Largest accepted image (width x height), checked before decoding."
     )

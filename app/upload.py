@@ -2,11 +2,15 @@
 
 The size limit is checked twice: against Content-Length before anything is read, and by
 counting bytes as the body streams in (a client may send no length, or a false one).
+A body that stops arriving (a laptop closed mid-upload, a client that sends half and waits)
+is given up after `idle_seconds` without a byte, so it cannot hold its place forever.
 The body is parsed as it arrives and only the wanted field is kept, so at most the limit
 (plus the form's few headers) is ever held in memory, and nothing is spooled to disk.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from fastapi import HTTPException, Request
 from python_multipart.exceptions import FormParserError
@@ -80,8 +84,10 @@ class _FieldCollector:
             self._target += data[start:end]
 
 
-async def read_file_field(request: Request, field: str, limit: int) -> bytes:
-    """The bytes of form field `field`; HTTPException 413, 415 or 422 otherwise."""
+async def read_file_field(
+    request: Request, field: str, limit: int, idle_seconds: float = 30.0
+) -> bytes:
+    """The bytes of form field `field`; HTTPException 400, 408, 413, 415 or 422 otherwise."""
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data":
         raise HTTPException(
@@ -98,7 +104,13 @@ async def read_file_field(request: Request, field: str, limit: int) -> bytes:
     received = 0
     try:
         parser = MultipartParser(boundary, collector.callbacks())
-        async for chunk in request.stream():
+        chunks = request.stream()
+        while True:
+            try:
+                async with asyncio.timeout(idle_seconds):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                break
             received += len(chunk)
             if received > body_limit:
                 raise too_large(limit)
@@ -110,6 +122,10 @@ async def read_file_field(request: Request, field: str, limit: int) -> bytes:
         raise HTTPException(422, f"The multipart/form-data body is malformed: {error}.") from None
     except ClientDisconnect:
         raise HTTPException(400, "The upload was interrupted before it was complete.") from None
+    except TimeoutError:
+        raise HTTPException(
+            408, f"The upload stopped arriving for {idle_seconds:g} seconds; please send it again."
+        ) from None
     if collector.data is None:
         raise HTTPException(422, f"The form has no field named {field!r}.")
     return bytes(collector.data)

@@ -1,0 +1,202 @@
+"""Hostile and odd uploads (tests/hostile/corpus.py): each gets its documented status with a
+JSON sentence, never a 500, and the filename never comes back, in the app and in a real
+uvicorn, including bodies that stop halfway."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from app.main import create_app
+from app.settings import Settings
+from tests.hostile import corpus
+
+REPO = Path(__file__).resolve().parents[1]
+URL = "/api/models/cifar10/forward"
+CASES = corpus.cases()
+BY_NAME = {case.name: case for case in CASES}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[httpx.AsyncClient]:
+    """One app for the module (its lifespan loads the models once)."""
+    settings = Settings(runs_dir=tmp_path_factory.mktemp("runs"), models=("cifar10",))
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        # ASGITransport re-raises anything unhandled: a 500 would fail loudly.
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+
+def leaked(case: corpus.Case, response: httpx.Response) -> list[str]:
+    """The hostile strings of `case` that appear in the response's body or headers."""
+    needles = {"<script", corpus.SCRIPT}
+    needles |= {part.filename for part in case.parts if part.filename and len(part.filename) > 8}
+    haystacks = [response.text, *(f"{k}: {v}" for k, v in response.headers.items())]
+    return sorted(n for n in needles if any(n in hay for hay in haystacks))
+
+
+def check(case: corpus.Case, response: httpx.Response) -> None:
+    assert response.status_code in case.expected, (case.name, response.text[:300])
+    assert not leaked(case, response), case.name
+    if response.status_code == 200:
+        assert response.headers["content-type"] == "application/x-ndjson"
+        last = json.loads(response.text.splitlines()[-1])
+        assert last["type"] == "scores", (case.name, last)
+        return
+    assert response.headers["content-type"] == "application/json", case.name
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and detail.endswith("."), (case.name, detail)
+    assert "Traceback" not in detail and 'File "' not in detail, (case.name, detail)
+    if response.status_code == 503:
+        assert response.headers["retry-after"] == "1"
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+async def test_each_case_gets_its_documented_status(
+    client: httpx.AsyncClient, case: corpus.Case
+) -> None:
+    body, content_type = case.body()
+    response = await client.post(URL, content=body, headers={"content-type": content_type})
+    check(case, response)
+    if response.status_code == 200:
+        run_id = response.headers["x-run-id"]
+        again = await client.get(f"/api/runs/{run_id}")
+        assert again.status_code == 200 and not leaked(case, again)
+    assert client.app.state.forward_gate.active == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_the_11mb_exif_jpeg_is_accepted_under_a_larger_limit(tmp_path: Path) -> None:
+    case = corpus.upload("exif-11mb", corpus.jpeg_with_app1_segments(11 * corpus.MIB), 200)
+    app = create_app(Settings(runs_dir=tmp_path, models=("cifar10",), max_upload_bytes=12 << 20))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            body, content_type = case.body()
+            check(
+                case, await client.post(URL, content=body, headers={"content-type": content_type})
+            )
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_an_upload_that_stops_arriving_gets_408_and_gives_its_place_back(
+    tmp_path: Path,
+) -> None:
+    body, content_type = BY_NAME["one-pixel"].body()
+
+    async def stalls() -> AsyncIterator[bytes]:
+        yield body[: len(body) // 2]
+        await asyncio.sleep(30)
+        yield body[len(body) // 2 :]
+
+    settings = Settings(runs_dir=tmp_path, models=("cifar10",), upload_idle_seconds=0.3)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            started = time.monotonic()
+            response = await client.post(
+                URL, content=stalls(), headers={"content-type": content_type}
+            )
+            assert time.monotonic() - started < 10
+            assert response.status_code == 408
+            assert "stopped arriving" in response.json()["detail"]
+            assert app.state.forward_gate.active == 0
+
+
+# --- a real server ---------------------------------------------------------------------
+
+SERVER = [sys.executable, "-m", "app", "serve"]
+
+
+def server_env(tmp_path: Path, **variables: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CONVSCOPE_RUNS_DIR": str(tmp_path / "runs"),
+        "CONVSCOPE_MODELS": "cifar10",
+        **variables,
+    }
+
+
+def half_body(base_url: str, case: corpus.Case) -> socket.socket:
+    """A socket that sent the headers, promising more than half the body it then sent."""
+    body, content_type = case.body()
+    host, port = base_url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    head = (
+        f"POST {URL} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body) + 4096}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + body[: len(body) // 2])
+    return sock
+
+
+def read_until_closed(sock: socket.socket) -> str:
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received.decode("latin-1")
+
+
+def upload(base_url: str, case: corpus.Case) -> httpx.Response:
+    body, content_type = case.body()
+    headers = {"content-type": content_type}
+    return httpx.post(base_url + URL, content=body, headers=headers, timeout=30)
+
+
+def test_real_server_survives_bodies_that_stop_halfway(run_server, tmp_path: Path) -> None:
+    case = BY_NAME["one-pixel"]
+    env = server_env(
+        tmp_path, CONVSCOPE_UPLOAD_IDLE_SECONDS="1", CONVSCOPE_MAX_CONCURRENT_FORWARDS="2"
+    )
+    with run_server(SERVER, cwd=REPO, env=env) as base_url:
+        # Send half, then hang up: the server notices, and keeps answering.
+        for _ in range(8):
+            half_body(base_url, case).close()
+        assert httpx.get(base_url + "/healthz", timeout=10).status_code == 200
+        check(case, upload(base_url, case))
+
+        # Send half, then wait: each holds a place only until the idle timeout.
+        stalled = [half_body(base_url, case) for _ in range(2)]
+        time.sleep(0.3)
+        busy = upload(base_url, case)
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+        for sock in stalled:
+            answer = read_until_closed(sock)
+            assert answer.startswith("HTTP/1.1 408 "), answer[:200]
+            assert '{"detail":"The upload stopped arriving' in answer
+            sock.close()
+        deadline = time.monotonic() + 10
+        while (response := upload(base_url, case)).status_code == 503:
+            assert time.monotonic() < deadline, "the stalled uploads kept their places"
+            time.sleep(0.1)
+        check(case, response)
+        assert httpx.get(base_url + "/healthz", timeout=10).status_code == 200
+
+
+REAL_SERVER_CASES = [
+    "zero-bytes", "png-bomb", "jpeg-bomb", "pdf-renamed-png", "svg", "hostile-filename",
+    "hostile-filename-not-image", "two-files", "missing-field", "unterminated-multipart",
+    "wrong-request-content-type", "exif-60kb-jpeg", "png-16-bit",
+]  # fmt: skip
+
+
+def test_real_server_answers_a_selection_of_the_corpus(run_server, tmp_path: Path) -> None:
+    with run_server(SERVER, cwd=REPO, env=server_env(tmp_path)) as base_url:
+        for name in REAL_SERVER_CASES:
+            check(BY_NAME[name], upload(base_url, BY_NAME[name]))
+        assert httpx.get(base_url + "/healthz", timeout=10).status_code == 200
