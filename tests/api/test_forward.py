@@ -451,7 +451,10 @@ def test_lines_arrive_as_each_layer_is_computed(run_server, tmp_path: Path) -> N
 
 def test_a_client_that_leaves_midway_gives_its_place_back(run_server, tmp_path: Path) -> None:
     env = server_env(
-        tmp_path, CONVSCOPE_TEST_LAYER_DELAY="0.05", CONVSCOPE_MAX_CONCURRENT_FORWARDS="1"
+        # 17 layers x 0.2 s: the run would hold its place for 3.4 s if nobody hung up.
+        tmp_path,
+        CONVSCOPE_TEST_LAYER_DELAY="0.2",
+        CONVSCOPE_MAX_CONCURRENT_FORWARDS="1",
     )
     with run_server(SLOW_SERVER, cwd=REPO, env=env) as base_url:
         url = f"{base_url}/api/models/cifar10/forward"
@@ -461,8 +464,11 @@ def test_a_client_that_leaves_midway_gives_its_place_back(run_server, tmp_path: 
             next(lines), next(lines)  # the run and the first layer, then hang up
             busy = httpx.post(url, files=files, timeout=30)
             assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+        # Not an image: answered 415 at once, but only once it has a place (else 503).
+        not_image = {"image": ("a.png", b"not an image", "image/png")}
         deadline = time.monotonic() + 10
-        while (status := httpx.post(url, files=files, timeout=30).status_code) == 503:
+        while (status := httpx.post(url, files=not_image, timeout=30).status_code) == 503:
             assert time.monotonic() < deadline, "the place was never given back"
-            time.sleep(0.1)
-        assert status == 200
+            time.sleep(0.05)
+        assert status == 415
+        assert time.monotonic() < deadline - 8  # given back long before the run would end
