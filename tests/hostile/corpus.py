@@ -197,6 +197,15 @@ def animated_gif() -> bytes:
     return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=80, loop=0)
 
 
+def tiff_grey_premultiplied_alpha() -> bytes:
+    """A grey TIFF whose alpha is marked associated (ExtraSamples = 1): Pillow opens it in
+    its rare "La" mode."""
+    data = bytearray(encode(Image.new("LA", (24, 20), (90, 128)), "TIFF"))
+    tag = data.find(struct.pack("<HHI", 338, 3, 1))  # ExtraSamples, SHORT, one value
+    data[tag + 8 : tag + 10] = struct.pack("<H", 1)
+    return bytes(data)
+
+
 def multipage_tiff() -> bytes:
     pages = [picture(seed=s) for s in range(3)]
     return encode(pages[0], "TIFF", save_all=True, append_images=pages[1:])
@@ -253,6 +262,7 @@ def _image_cases() -> list[Callable[[], Case]]:
         lambda: upload("palette-png-transparent", palette_png_with_transparency(), OK),
         lambda: upload("animated-gif", animated_gif(), OK, "anim.gif", "image/gif"),
         lambda: upload("multipage-tiff", multipage_tiff(), OK, "pages.tiff", "image/tiff"),
+        lambda: upload("tiff-premultiplied-alpha", tiff_grey_premultiplied_alpha(), OK, "a.tif"),
         lambda: upload("webp", encode(picture(), "WEBP", quality=80), OK, "a.webp", "image/webp"),
         lambda: upload("svg", SVG, 415, "drawing.svg", "image/svg+xml"),
         lambda: upload("html", HTML, 415, "page.html", "text/html"),
