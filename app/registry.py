@@ -16,10 +16,6 @@ import model
 
 log = logging.getLogger(__name__)
 
-# Models whose uploads are made to look like MNIST digits rather than cropped photos.
-DIGIT_MODELS = frozenset({"mnist"})
-
-
 @dataclass
 class ServedModel:
     id: str
@@ -58,7 +54,8 @@ def load_model(model_id: str) -> ServedModel:
     except FileNotFoundError:
         log.warning("no trained weights for %s yet: serving it untrained", model_id)
         network, trained = model.build(model_id), False
-    return ServedModel(model_id, network, trained, digits=model_id in DIGIT_MODELS)
+    # The spec says whether uploads are made to look like MNIST digits or cropped photos.
+    return ServedModel(model_id, network, trained, digits=network.input_style == "digits")
 
 
 class UnknownModel(LookupError):

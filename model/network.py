@@ -34,6 +34,9 @@ class Network:
         self.spec = spec
         self.name: str = spec.get("name", "model")
         self.input_shape: Shape = tuple(spec["input"])
+        # How a viewer should turn an arbitrary picture into an input: "photo" (crop and
+        # resize) or "digits" (MNIST-like: grey, light on dark, centred by mass).
+        self.input_style: str = spec.get("input_style", "photo")
         self.classes: list[str] = list(spec.get("classes", []))
         self.normalization: dict[str, list[float]] = spec.get(
             "normalization",
