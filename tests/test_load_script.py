@@ -1,0 +1,50 @@
+"""benchmarks/load.py: it only ever sends to loopback, and its short run reports honestly."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "load.py"
+
+
+def load_module():
+    spec = importlib.util.spec_from_file_location("convscope_load", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8000", "http://localhost:8000/", "http://[::1]:9"]
+)
+def test_loopback_urls_are_accepted(url: str) -> None:
+    assert load_module().loopback_only(url) == url.rstrip("/")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://10.0.0.1:8000", "http://0.0.0.0:8000", "https://127.0.0.1", "ftp://x", "x"]
+)
+def test_anything_else_is_refused_before_a_byte_is_sent(url: str) -> None:
+    with pytest.raises(SystemExit):
+        load_module().loopback_only(url)
+
+
+def test_a_short_hostile_run_reports_and_passes() -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--clients", "2", "--seconds", "2", "--hostile", "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(result.stdout.splitlines()[-2])
+    assert figures["requests"] > 0 and figures["problems"] == {}
+    assert figures["server_tracebacks"] == 0 and figures["peak_rss_mb"] > 0
+    assert set(figures["statuses"]) <= {"200", "413", "415", "422", "503"}
