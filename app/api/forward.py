@@ -67,6 +67,7 @@ STREAM_EXAMPLE = (
         },
         400: error("The upload was interrupted."),
         404: error("No such model."),
+        408: error("The upload stopped arriving (CONVSCOPE_UPLOAD_IDLE_SECONDS)."),
         413: error("The upload or the image is too large."),
         415: error("Not multipart/form-data, or not an image."),
         422: error("A truncated or corrupt image, or a malformed form."),
