@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 MAX_PIXELS = 2_000_000
 SHAPES = {"cifar10": (32, 32, 3), "mnist": (28, 28, 1)}
 STATUSES = {413, 415, 422}
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Real files' first bytes, so that random tails reach the decoders, not just the sniffers.
 HEADERS = [
