@@ -161,7 +161,7 @@ def upload(base_url: str, case: corpus.Case) -> httpx.Response:
 def test_real_server_survives_bodies_that_stop_halfway(run_server, tmp_path: Path) -> None:
     case = BY_NAME["one-pixel"]
     env = server_env(
-        tmp_path, CONVSCOPE_UPLOAD_IDLE_SECONDS="1", CONVSCOPE_MAX_CONCURRENT_FORWARDS="2"
+        tmp_path, CONVSCOPE_UPLOAD_IDLE_SECONDS="2", CONVSCOPE_MAX_CONCURRENT_FORWARDS="2"
     )
     with run_server(SERVER, cwd=REPO, env=env) as base_url:
         # Send half, then hang up: the server notices, and keeps answering.
@@ -172,9 +172,10 @@ def test_real_server_survives_bodies_that_stop_halfway(run_server, tmp_path: Pat
 
         # Send half, then wait: each holds a place only until the idle timeout.
         stalled = [half_body(base_url, case) for _ in range(2)]
-        time.sleep(0.3)
-        busy = upload(base_url, case)
-        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+        deadline = time.monotonic() + 1.5
+        while (busy := upload(base_url, case)).status_code != 503:
+            assert time.monotonic() < deadline, "the stalled uploads never took their places"
+        assert busy.headers["retry-after"] == "1"
         for sock in stalled:
             answer = read_until_closed(sock)
             assert answer.startswith("HTTP/1.1 408 "), answer[:200]
