@@ -87,7 +87,9 @@ def decode(data: bytes, max_pixels: int, hint: tuple[int, int] | None = None) ->
         if hint and kind in ("JPEG", "MPO"):
             image.draft(None, _draft_size(image.size, hint))
         image.load()
-        return flatten(ImageOps.exif_transpose(image))
+        # In place: otherwise an upright image is copied whole for nothing.
+        ImageOps.exif_transpose(image, in_place=True)
+        return flatten(image)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
