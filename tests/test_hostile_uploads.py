@@ -16,9 +16,14 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
+from fastapi import HTTPException, Request
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from app.main import create_app
 from app.settings import Settings
+from app.upload import read_file_field
 from tests.hostile import corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -201,3 +206,71 @@ def test_real_server_answers_a_selection_of_the_corpus(run_server, tmp_path: Pat
         for name in REAL_SERVER_CASES:
             check(BY_NAME[name], upload(base_url, BY_NAME[name]))
         assert httpx.get(base_url + "/healthz", timeout=10).status_code == 200
+
+
+# --- the multipart reader, on any body ---------------------------------------------------
+
+PIECES = [
+    f"--{corpus.BOUNDARY}\r\n".encode(),
+    f"--{corpus.BOUNDARY}--\r\n".encode(),
+    b'Content-Disposition: form-data; name="image"; filename="a.png"\r\n',
+    b'Content-Disposition: form-data; name="image"\r\n',
+    b'Content-Disposition: form-data; name="other"\r\n',
+    b"Content-Type: image/png\r\n",
+    b"\r\n",
+    b"\r\n\r\n",
+    BY_NAME["one-pixel"].data,
+]
+
+
+def request_with(body: bytes, content_type: str) -> Request:
+    chunks = [body[i : i + 7] for i in range(0, len(body), 7)] or [b""]
+
+    async def receive() -> dict:
+        chunk = chunks.pop(0) if chunks else b""
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+    headers = [(b"content-type", content_type.encode())]
+    return Request({"type": "http", "method": "POST", "headers": headers}, receive)
+
+
+def well_formed(parts: list[corpus.Part], cut: int | None) -> bytes:
+    body = corpus.Case("form", tuple(parts), frozenset()).body()[0]
+    return body if cut is None else body[:cut]
+
+
+form_parts = st.builds(
+    corpus.Part,
+    name=st.sampled_from(["image", "other", "", "imag\u00e9"]),
+    filename=st.one_of(st.none(), st.text(max_size=12)),
+    data=st.one_of(st.binary(max_size=5000), st.just(BY_NAME["one-pixel"].data)),
+    content_type=st.one_of(st.none(), st.sampled_from(["image/png", "text/html", "x"])),
+)
+bodies = st.one_of(
+    st.builds(
+        b"".join,
+        st.lists(st.one_of(st.sampled_from(PIECES), st.binary(max_size=64)), max_size=12),
+    ),
+    st.builds(
+        well_formed, st.lists(form_parts, max_size=4), st.one_of(st.none(), st.integers(0, 6000))
+    ),
+)
+
+
+@hypothesis_settings(max_examples=150, deadline=None)
+@given(
+    body=bodies,
+    declared_boundary=st.sampled_from([corpus.BOUNDARY] * 3 + ["", "x", f'"{corpus.BOUNDARY}"']),
+)
+def test_any_multipart_body_gives_the_field_or_a_4xx_sentence(
+    body: bytes, declared_boundary: str
+) -> None:
+    content_type = f"multipart/form-data; boundary={declared_boundary}"
+    request = request_with(body, content_type)
+    try:
+        data = asyncio.run(read_file_field(request, "image", limit=4096, idle_seconds=5))
+    except HTTPException as error:
+        assert error.status_code in (400, 413, 415, 422)
+        assert isinstance(error.detail, str) and error.detail.endswith(".")
+    else:
+        assert isinstance(data, bytes) and len(data) <= 4096
