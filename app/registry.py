@@ -16,6 +16,7 @@ import model
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class ServedModel:
     id: str
