@@ -32,7 +32,6 @@ import json
 import os
 import random
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,6 +42,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+from local_server import free_port, start_server
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -114,30 +114,6 @@ def loopback_only(url: str) -> str:
             "load is only ever sent to this machine's loopback interface"
         )
     return url.rstrip("/")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(port: int, workers: int, runs_dir: str, log) -> subprocess.Popen:
-    env = {**os.environ, "CONVSCOPE_RUNS_DIR": runs_dir}
-    command = [sys.executable, "-m", "app", "serve", "--port", str(port)]
-    command += ["--workers", str(workers)]
-    server = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited with {server.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.2)
-    server.kill()
-    raise SystemExit("the server did not start in 60 s")
 
 
 def family(pid: int) -> list[int]:
@@ -348,7 +324,9 @@ def main() -> int:
         else:
             os.environ["CONVSCOPE_RUN_CACHE_RUNS"] = str(args.cache_runs)
             port = free_port()
-            server = start_server(port, args.workers, runs_dir, log)
+            server = start_server(
+                port, args.workers, env={"CONVSCOPE_RUNS_DIR": runs_dir}, output=log
+            )
             base, pid = f"http://127.0.0.1:{port}", server.pid
         try:
             if args.soak:

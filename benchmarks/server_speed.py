@@ -21,9 +21,6 @@ import argparse
 import io
 import os
 import resource
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,6 +28,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from local_server import free_port, start_server
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,32 +44,6 @@ def photo(width: int = 320, height: int = 240) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "JPEG", quality=85)
     return buffer.getvalue()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(port: int, places: int | None, workers: int, runs_dir: str) -> subprocess.Popen:
-    env = {**os.environ, "CONVSCOPE_MODELS": "cifar10", "CONVSCOPE_RUNS_DIR": runs_dir}
-    if places:
-        env["CONVSCOPE_MAX_CONCURRENT_FORWARDS"] = str(places)
-    command = [sys.executable, "-m", "app", "serve", "--port", str(port)]
-    command += ["--workers", str(workers)]
-    server = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.2)
-    server.kill()
-    raise SystemExit("the server did not start in 60 s")
 
 
 def one_run(client: httpx.Client, url: str, image: bytes) -> tuple[int, float, int]:
@@ -202,7 +174,10 @@ def main() -> None:
     image = photo()
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="convscope-bench-") as runs_dir:
-        server = start_server(port, args.places, args.workers, runs_dir)
+        env = {"CONVSCOPE_MODELS": "cifar10", "CONVSCOPE_RUNS_DIR": runs_dir}
+        if args.places:
+            env["CONVSCOPE_MAX_CONCURRENT_FORWARDS"] = str(args.places)
+        server = start_server(port, args.workers, env)
         try:
             url = f"http://127.0.0.1:{port}/api/models/cifar10/forward"
             print(
