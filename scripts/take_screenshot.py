@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument(
         "--view", default="?model=cifar10&sample=cifar10-automobile-0001&layer=3&slice=12"
     )
-    parser.add_argument("--cell", default="14,18", help="row,col of the neuron to hover")
+    parser.add_argument("--cell", default="7,8", help="row,col of the neuron to hover")
     args = parser.parse_args()
 
     server = None
