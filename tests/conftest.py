@@ -132,9 +132,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.fixturenames.append("chromium_path")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path: str) -> Iterator[Browser]:
-    """A headless Playwright Chromium browser, shared by the session."""
+    """A headless Playwright Chromium browser, shared by a test module.
+
+    Not by the session: Playwright's sync API runs an event loop in this thread while it
+    is open, and later tests that call asyncio.run would fail under it."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path)
         yield browser

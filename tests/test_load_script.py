@@ -13,6 +13,9 @@ SCRIPT = REPO / "benchmarks" / "load.py"
 
 
 def load_module():
+    # The script imports its sibling benchmarks/local_server.py, as when run directly.
+    if str(SCRIPT.parent) not in sys.path:
+        sys.path.insert(0, str(SCRIPT.parent))
     spec = importlib.util.spec_from_file_location("convscope_load", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
