@@ -5,16 +5,24 @@ Validation errors become one sentence naming the parameter; anything unexpected 
 """
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 
 UNEXPECTED = "Something went wrong on the server; it has been logged. Please try again."
+
+# Starlette's own errors carry only the status phrase ("Not Found"); say it as a sentence.
+ROUTING_SENTENCES = {
+    404: "There is nothing at this address; the API is described at /docs.",
+    405: "This address does not accept that method; the API is described at /docs.",
+}
 
 
 class ErrorDetail(BaseModel):
@@ -42,6 +50,13 @@ async def _validation_error(request: Request, error: RequestValidationError) -> 
     return JSONResponse({"detail": validation_sentence(error)}, status_code=422)
 
 
+async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    detail = error.detail
+    if detail == HTTPStatus(error.status_code).phrase:
+        detail = ROUTING_SENTENCES.get(error.status_code, f"{detail}.")
+    return JSONResponse({"detail": detail}, status_code=error.status_code, headers=error.headers)
+
+
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
     log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
     return JSONResponse({"detail": UNEXPECTED}, status_code=500)
@@ -49,6 +64,7 @@ async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     generate = app.openapi
 

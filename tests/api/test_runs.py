@@ -13,6 +13,7 @@ from PIL import Image
 
 import model
 from app import render
+from app.errors import ROUTING_SENTENCES
 from app.main import create_app
 from app.settings import Settings
 from tests.images import photo, png
@@ -156,7 +157,15 @@ async def test_unknown_run_says_upload_again(client: httpx.AsyncClient, run_id: 
 
 async def test_paths_outside_the_store_are_plain_404s(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/runs/..%2F..%2Fetc%2Fpasswd/layers/0.npy")
-    assert response.status_code == 404 and response.json() == {"detail": "Not Found"}
+    assert response.status_code == 404
+    assert response.json() == {"detail": ROUTING_SENTENCES[404]}
+
+
+async def test_a_wrong_method_is_a_405_sentence_with_allow(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/api/models")
+    assert response.status_code == 405
+    assert response.json() == {"detail": ROUTING_SENTENCES[405]}
+    assert response.headers["allow"] == "GET"
 
 
 async def test_expired_run_is_gone(client: httpx.AsyncClient, run, app) -> None:
