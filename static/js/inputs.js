@@ -137,16 +137,21 @@ function setupPad(onImage, onError) {
   pad.addEventListener("pointermove", (event) => {
     if (last) stroke(point(event));
   });
+  const classify = () => {
+    if (!inked) return onError("Draw a digit on the pad first.");
+    pad.toBlob((blob) => onImage(new File([blob], "drawing.png", { type: "image/png" }), { source: "drawing", model: "mnist" }));
+  };
   const lift = () => {
+    // Each finished stroke runs the network, so the prediction follows the pen.
+    if (last) classify();
     last = null;
   };
   pad.addEventListener("pointerup", lift);
-  pad.addEventListener("pointercancel", lift);
-  document.getElementById("draw-clear").addEventListener("click", clear);
-  document.getElementById("draw-classify").addEventListener("click", () => {
-    if (!inked) return onError("Draw a digit on the pad first.");
-    pad.toBlob((blob) => onImage(new File([blob], "drawing.png", { type: "image/png" }), { source: "drawing", model: "mnist" }));
+  pad.addEventListener("pointercancel", () => {
+    last = null;
   });
+  document.getElementById("draw-clear").addEventListener("click", clear);
+  document.getElementById("draw-classify").addEventListener("click", classify);
   clear();
 }
 

@@ -87,7 +87,7 @@ export class NetworkRow {
     row.classList.toggle("wrapped", lines > 1);
     const fits = (scale) => widthAt(scale) <= available * lines * (lines > 1 ? 0.92 : 1);
     const tallest = Math.max(...boxes.map((b) => boxGeometry(b.shape, 1)).map((g) => g.fh + g.oy));
-    const maxHeight = (window.innerHeight * (presenter ? 0.22 : 0.17)) / lines;
+    const maxHeight = (window.innerHeight * (presenter ? 0.16 : 0.14)) / lines;
     let lo = 0.35;
     let hi = Math.max(lo, Math.min(presenter ? 2.2 : 1.6, maxHeight / tallest));
     for (let step = 0; step < 20; step++) {
