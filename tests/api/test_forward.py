@@ -25,18 +25,10 @@ from app.errors import UNEXPECTED
 from app.main import create_app
 from app.security import CONTENT_SECURITY_POLICY
 from app.settings import Settings
+from tests.api.networks import CIFAR_LAYERS, reference
 from tests.images import digit, encode, jpeg, photo, png, png_with_size
 
 REPO = Path(__file__).resolve().parents[2]
-CIFAR_LAYERS = 17
-
-
-def reference(model_id: str) -> model.Network:
-    """The network through the Python API: trained if shipped, else the same fresh build."""
-    try:
-        return model.load(model_id)
-    except FileNotFoundError:
-        return model.build(model_id)
 
 
 async def post(

@@ -26,10 +26,10 @@ from hypothesis import HealthCheck, settings
 
 from app.main import create_app
 from app.settings import Settings
+from tests.api.networks import CIFAR_LAYERS
 from tests.hostile import corpus
 
 MAX_EXAMPLES = 25
-CIFAR_LAYERS = 17
 _turn = itertools.count()
 # Built at import, as schemathesis needs the schema to parametrise the test.
 RUNS_DIR = Path(tempfile.mkdtemp(prefix="convscope-fuzz-"))

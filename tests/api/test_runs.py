@@ -11,21 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import model
 from app import render
 from app.errors import ROUTING_SENTENCES
 from app.main import create_app
 from app.settings import Settings
+from tests.api.networks import reference
 from tests.images import photo, png
-
-CIFAR_LAYERS = 17
-
-
-def reference(model_id: str) -> model.Network:
-    try:
-        return model.load(model_id)
-    except FileNotFoundError:
-        return model.build(model_id)
 
 
 async def make_run(client: httpx.AsyncClient, seed: int = 0) -> tuple[str, list[dict]]:
