@@ -121,6 +121,7 @@ function renderDetail(run) {
     run,
     waiting: Boolean(run && !run.done),
     before: state.layer === 0 ? modelInfo().input : layersOf()[state.layer - 1].shape,
+    input: layersOf()[0].shape,
     modelId: state.model,
     slice: state.slice,
     options: colorOptions(),

@@ -73,12 +73,12 @@ export class LayerDetail {
    * Everything about `layer` (from /api/models); `streamed` is its volume once it arrived,
    * `waiting` whether a run is still on its way, `before` the shape of the volume it reads.
    */
-  render({ layer, streamed, run, waiting, before, modelId, slice, options }) {
+  render({ layer, streamed, run, waiting, before, input, modelId, slice, options }) {
     $("detail-title").replaceChildren(
       el("span", `kind-tag kind-${layer.kind}`, layer.name),
       el("span", "layer-summary", layer.summary || layer.kind.toUpperCase()),
     );
-    this.renderFacts(layer, streamed);
+    this.renderFacts(layer, streamed, input);
     this.renderFilters(layer, before, modelId);
     $("detail-grid").hidden = !streamed;
     document.querySelector(".detail-controls").hidden = !streamed;
@@ -123,13 +123,21 @@ export class LayerDetail {
     this.volume3d.setVolume(sources.map(copyCanvas), streamed.shape, slice);
   }
 
-  renderFacts(layer, streamed) {
+  /** `input` is the input volume's shape, to say when a neuron sees all of it. */
+  renderFacts(layer, streamed, input) {
     const facts = [
       ["shape", shapeText(layer.shape)],
       ["parameters", layer.param_count.toLocaleString("en")],
     ];
     const rf = layer.receptive_field;
-    if (rf) facts.push(["receptive field", `${rf.size}×${rf.size} px`]);
+    if (rf) {
+      // A window larger than the image hangs over the padding; say when every neuron (the
+      // corner ones are enough to check) sees the whole image.
+      const [h, w] = layer.shape;
+      const covers = (box) => input && box.top === 0 && box.left === 0 && box.bottom === input[0] - 1 && box.right === input[1] - 1;
+      const whole = input && covers(receptiveBox(rf, 0, 0, ...input)) && covers(receptiveBox(rf, h - 1, w - 1, ...input));
+      facts.push(["receptive field", `${rf.size}×${rf.size} px${whole ? " (the whole image)" : ""}`]);
+    }
     if (streamed?.stats) {
       const s = streamed.stats;
       for (const name of ["min", "max", "mean", "std"]) facts.push([name, formatValue(s[name])]);

@@ -273,6 +273,15 @@ def test_a_digit_drawn_on_the_pad_gets_an_mnist_prediction(viewer: Viewer) -> No
     expect(page.locator("#preprocessed-caption")).to_have_text("network input")
 
 
+def test_the_facts_say_when_a_neuron_sees_the_whole_image(viewer: Viewer) -> None:
+    facts = viewer.page.locator("#layer-facts")
+    viewer.open("?model=cifar10&layer=0")
+    expect(facts).to_contain_text("3×3 px")
+    expect(facts).not_to_contain_text("whole image")
+    viewer.open("?model=cifar10&layer=15")  # fc: every score reads every pixel
+    expect(facts).to_contain_text("60×60 px (the whole image)")
+
+
 def test_classify_on_an_empty_pad_asks_for_a_digit(viewer: Viewer) -> None:
     viewer.open("?model=mnist")
     viewer.page.locator("#tab-draw").click()
