@@ -116,9 +116,11 @@ examples:
 
 
 def train(args: argparse.Namespace) -> int:
+    from model.malloc import keep_freed_buffers
     from model.train import TrainConfig
     from model.train import train as run_training
 
+    keep_freed_buffers()  # this process only trains: reuse its big buffers (about +10%)
     config = TrainConfig.for_model(
         args.model,
         args.data,

@@ -5,7 +5,10 @@ Prints, for the cifar10 architecture in DESIGN.md with the same weights and thre
 - training throughput (images/s, forward + backward + SGD step) at batch 128,
 - peak memory of a NumPy training step.
 
-    python benchmarks/engine_speed.py [--repeats 20] [--threads 2]
+    python benchmarks/engine_speed.py [--repeats 20] [--threads 2] [--unmap-buffers]
+
+Like `convscope train`, it lets malloc keep freed buffers (model/malloc.py), for both
+engines alike; --unmap-buffers leaves glibc's defaults, to measure what that is worth.
 
 Needs `pip install torch==2.13.0` (the yardstick only; ConvScope never imports it).
 """
@@ -22,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 import model
 from model.interop import to_torch, torch_source
+from model.malloc import keep_freed_buffers
 from model.optim import SGD
 from model.parallel import ShardRunner
 
@@ -52,7 +56,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument(
+        "--unmap-buffers", action="store_true", help="glibc's default malloc (as before)"
+    )
     args = parser.parse_args()
+    if not args.unmap_buffers:
+        keep_freed_buffers()
 
     import torch
 
