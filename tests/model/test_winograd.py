@@ -1,0 +1,71 @@
+"""Winograd F(2x2, 3x3) against the loop convolution, and the training step that uses it
+against finite differences and against im2col."""
+
+import numpy as np
+import pytest
+
+from model import layers, winograd
+from model.layers import Conv
+from tests.model.test_layers import check_layer_gradients, loop_conv
+
+
+@pytest.mark.parametrize(
+    "n, h, w, c, f",
+    [(2, 8, 8, 3, 4), (1, 7, 5, 2, 3), (2, 1, 1, 2, 2), (1, 9, 4, 5, 1), (1, 2, 3, 1, 6)],
+)
+def test_conv3x3_matches_the_loop_convolution(n, h, w, c, f):
+    rng = np.random.default_rng(h * 10 + w)
+    x = rng.standard_normal((n, h, w, c))
+    weight = rng.standard_normal((f, c, 3, 3))
+    out = winograd.conv3x3(x, winograd.transform_filters(weight))
+    assert out.shape == (n, h, w, f)
+    np.testing.assert_allclose(out, loop_conv(x, weight, np.zeros(f), 1, 1), atol=1e-12)
+
+
+def test_only_3x3_stride_1_padding_1_applies():
+    assert winograd.applies(3, 1, 1)
+    assert not any(winograd.applies(*geometry) for geometry in [(3, 2, 1), (3, 1, 0), (5, 1, 2)])
+
+
+@pytest.fixture
+def winograd_everywhere(monkeypatch):
+    """Training takes the Winograd path even for the few channels a gradient check affords."""
+    monkeypatch.setattr(layers, "WINOGRAD_MIN_CHANNELS", {"forward": 1, "input_gradient": 1})
+
+
+@pytest.mark.usefixtures("winograd_everywhere")
+@pytest.mark.parametrize("h, w", [(6, 6), (5, 7)])
+def test_winograd_training_step_matches_finite_differences(h, w):
+    rng = np.random.default_rng(h + w)
+    layer = Conv("conv", (h, w, 2), filters=3, size=3, pad=1)
+    x = rng.standard_normal((2, h, w, 2))
+    check_layer_gradients(layer, x, rng)
+    # forward_train (Winograd) and forward (im2col) agree too.
+    np.testing.assert_allclose(layer.forward_train(x)[0], layer.forward(x), atol=1e-12)
+
+
+def test_a_wide_layer_trains_the_same_by_winograd_and_by_im2col(monkeypatch):
+    rng = np.random.default_rng(0)
+    layer = Conv("conv", (8, 8, 64), filters=64, size=3, pad=1)
+    layer.params = {
+        "weight": (0.05 * rng.standard_normal((64, 64, 3, 3))).astype(np.float32),
+        "bias": rng.standard_normal(64).astype(np.float32),
+    }
+    x = rng.standard_normal((4, 8, 8, 64)).astype(np.float32)
+    dout = rng.standard_normal((4, 8, 8, 64)).astype(np.float32)
+
+    def step():
+        out, cache = layer.forward_train(x)
+        return out, *layer.backward(dout, cache)
+
+    assert layer._winograd(64, "forward") and layer._winograd(64, "input_gradient")
+    out, dx, grads = step()
+    monkeypatch.setattr(
+        layers, "WINOGRAD_MIN_CHANNELS", {"forward": 10**9, "input_gradient": 10**9}
+    )
+    ref_out, ref_dx, ref_grads = step()
+    assert out.dtype == dx.dtype == np.float32
+    np.testing.assert_allclose(out, ref_out, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-4, atol=1e-4)
+    for name in grads:
+        np.testing.assert_allclose(grads[name], ref_grads[name], rtol=1e-4, atol=1e-3)
