@@ -121,11 +121,11 @@ def _im2col(x: np.ndarray, k: int, stride: int, pad: int, ho: int, wo: int) -> n
     return cols.reshape(x.shape[0] * ho * wo, -1)
 
 
-# Training computes 3x3, stride 1, padding 1 convolutions by Winograd from this many input
-# channels on (measured at batch 64 on one core). Below, its tile transforms cost more than
-# its fewer multiplications save; the forward pass needs more channels because it must make
-# the im2col columns for the weight gradient anyway. Inference (forward) keeps im2col.
-WINOGRAD_MIN_CHANNELS = {"forward": 64, "input_gradient": 32}
+# Training computes 3x3, stride 1, padding 1 convolutions over at least this many input
+# channels by Winograd (model/winograd.py): below, its tile transforms cost more than its
+# fewer multiplications save (measured per layer at batch 64 on one core). Inference
+# (forward) keeps im2col: one image is too few tiles to pay for transforming the filters.
+WINOGRAD_MIN_CHANNELS = 32
 
 
 def _out_size(size: int, kernel: int, stride: int, pad: int) -> int:
@@ -139,7 +139,8 @@ class Conv(Layer):
     HO = (H + 2 * pad - KH) // stride + 1.
 
     Computed as one matrix product over im2col columns; in training, wide 3x3 same-size
-    convolutions go by Winograd instead (WINOGRAD_MIN_CHANNELS, model/winograd.py).
+    convolutions (forward, input and weight gradients) go by Winograd instead
+    (WINOGRAD_MIN_CHANNELS, model/winograd.py).
     """
 
     kind = "conv"
@@ -181,43 +182,47 @@ class Conv(Layer):
         """weight as (KH * KW * C, F), matching the (kh, kw, c) order of the im2col rows."""
         return self.params["weight"].transpose(2, 3, 1, 0).reshape(-1, self.filters)
 
-    def _winograd(self, channels: int, step: str) -> bool:
-        """Whether this step of training ("forward" or "input_gradient") over `channels`
-        input channels is faster by Winograd (model/winograd.py) than by im2col."""
+    def _winograd(self, channels: int) -> bool:
+        """Whether training convolves `channels` input channels by Winograd."""
         applies = winograd.applies(self.size, self.stride, self.pad)
-        return applies and channels >= WINOGRAD_MIN_CHANNELS[step]
+        return applies and channels >= WINOGRAD_MIN_CHANNELS
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return self._forward_im2col(x)[0]
 
     def forward_train(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
-        if self._winograd(x.shape[3], "forward"):
-            out = winograd.conv3x3(x, winograd.transform_filters(self.params["weight"]))
+        """The output, and what backward needs: the input's shape, then either its im2col
+        columns or, by Winograd, its transformed tiles."""
+        if self._winograd(x.shape[3]):
+            filters = winograd.transform_filters(self.params["weight"])
+            out, tiles = winograd.conv3x3_keeping_tiles(x, filters)
             out += self.params["bias"]
-            return out, (x.shape, x)  # backward makes the columns from x
-        return self._forward_im2col(x)
+            return out, (x.shape, None, tiles)
+        out, cols = self._forward_im2col(x)
+        return out, (x.shape, cols, None)
 
-    def _forward_im2col(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+    def _forward_im2col(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = x.shape[0]
         ho, wo, f = self.output_shape
         cols = _im2col(x, self.size, self.stride, self.pad, ho, wo)
         out = cols @ self._weight_matrix()
         out += self.params["bias"]
-        return out.reshape(n, ho, wo, f), (x.shape, cols)
+        return out.reshape(n, ho, wo, f), cols
 
     def backward(self, dout: np.ndarray, cache: Any, need_dx: bool = True):
-        x_shape, cols = cache
+        x_shape, cols, tiles = cache
         n, h, w, c = x_shape
         ho, wo, f = self.output_shape
         k, s, p = self.size, self.stride, self.pad
-        if cols.ndim == 4:  # forward kept the input, not its columns
-            cols = _im2col(cols, k, s, p, ho, wo)
         dout_rows = dout.reshape(-1, f)
-        dweight = (dout_rows.T @ cols).reshape(f, k, k, c).transpose(0, 3, 1, 2)
+        if tiles is not None:
+            dweight = winograd.filter_gradient(tiles, dout)
+        else:
+            dweight = (dout_rows.T @ cols).reshape(f, k, k, c).transpose(0, 3, 1, 2)
         grads = {"weight": np.ascontiguousarray(dweight), "bias": dout_rows.sum(axis=0)}
         if not need_dx:
             return None, grads
-        if self._winograd(f, "input_gradient"):
+        if self._winograd(f):
             # The same full convolution as below, by Winograd: filters (C, F, 3, 3), flipped.
             flipped = self.params["weight"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
             return winograd.conv3x3(dout, winograd.transform_filters(flipped)), grads

@@ -30,7 +30,7 @@ def test_only_3x3_stride_1_padding_1_applies():
 @pytest.fixture
 def winograd_everywhere(monkeypatch):
     """Training takes the Winograd path even for the few channels a gradient check affords."""
-    monkeypatch.setattr(layers, "WINOGRAD_MIN_CHANNELS", {"forward": 1, "input_gradient": 1})
+    monkeypatch.setattr(layers, "WINOGRAD_MIN_CHANNELS", 1)
 
 
 @pytest.mark.usefixtures("winograd_everywhere")
@@ -58,14 +58,27 @@ def test_a_wide_layer_trains_the_same_by_winograd_and_by_im2col(monkeypatch):
         out, cache = layer.forward_train(x)
         return out, *layer.backward(dout, cache)
 
-    assert layer._winograd(64, "forward") and layer._winograd(64, "input_gradient")
+    assert layer._winograd(64)
     out, dx, grads = step()
-    monkeypatch.setattr(
-        layers, "WINOGRAD_MIN_CHANNELS", {"forward": 10**9, "input_gradient": 10**9}
-    )
+    monkeypatch.setattr(layers, "WINOGRAD_MIN_CHANNELS", 10**9)
     ref_out, ref_dx, ref_grads = step()
     assert out.dtype == dx.dtype == np.float32
     np.testing.assert_allclose(out, ref_out, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(dx, ref_dx, rtol=1e-4, atol=1e-4)
     for name in grads:
         np.testing.assert_allclose(grads[name], ref_grads[name], rtol=1e-4, atol=1e-3)
+
+
+def test_batches_transformed_a_few_images_at_a_time_give_the_same_result(monkeypatch):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 5, 6, 2))
+    weight = rng.standard_normal((4, 2, 3, 3))
+    dout = rng.standard_normal((3, 5, 6, 4))
+    whole = winograd.conv3x3_keeping_tiles(x, winograd.transform_filters(weight))
+    whole_dw = winograd.filter_gradient(whole[1], dout)
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)  # one image per chunk
+    assert len(winograd._chunks(3, 100)) == 3
+    out, tiles = winograd.conv3x3_keeping_tiles(x, winograd.transform_filters(weight))
+    np.testing.assert_allclose(out, whole[0], atol=1e-12)
+    np.testing.assert_allclose(tiles, whole[1], atol=1e-12)
+    np.testing.assert_allclose(winograd.filter_gradient(tiles, dout), whole_dw, atol=1e-12)
