@@ -4,7 +4,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from app import imaging
 from app.imaging import ImageError
@@ -163,6 +163,25 @@ def test_an_mnist_sized_digit_keeps_its_shape() -> None:
     small = digit(size=28, ink=255, paper=0)
     pixels = prepare(png(small), MNIST, digits=True)
     assert ink_box(pixels)[0] in (19, 20, 21)
+
+
+def test_a_shadow_across_the_paper_is_not_ink() -> None:
+    # Paper going from white to grey towards the right (a phone's shadow), a little noise.
+    shade = np.linspace(255, 185, 200)[None, :] + np.zeros((200, 1))
+    noise = np.random.default_rng(0).normal(0, 3, shade.shape)
+    paper = np.clip(shade + noise, 0, 255).astype(np.uint8)
+    photo_of_digit = np.minimum(paper, np.asarray(digit()))
+    pixels = prepare(jpeg(Image.fromarray(photo_of_digit).convert("RGB")), MNIST, digits=True)
+    assert max(ink_box(pixels)) in (19, 20, 21)  # the shadow did not join the digit
+    assert pixels[:, -4:].max() == 0  # the darkest paper stays black
+
+
+def test_a_digit_that_already_looks_like_mnist_comes_out_unchanged() -> None:
+    # Soft stroke edges, as in MNIST and as the network learned them, are not cut away.
+    soft = digit(size=28, ink=255, paper=0).filter(ImageFilter.GaussianBlur(0.8))
+    once = prepare(png(soft), MNIST, digits=True)
+    twice = prepare(png(Image.fromarray(once[:, :, 0])), MNIST, digits=True)
+    assert np.abs(once.astype(int) - twice).max() <= 2
 
 
 def test_stray_speck_does_not_shrink_the_digit() -> None:
