@@ -39,6 +39,9 @@ export function drawScores(run, classes) {
     el("span", "prediction-prob", percent(top.probability ?? probabilities[top.index])),
   );
   prediction.title = run.trained ? "" : "The model's weights are random (not trained yet): this is a guess.";
+  // Ten one-character names (digits) read as well in two columns, in half the height.
+  bars.classList.toggle("two-columns", classes.every((name) => String(name).length <= 2));
+  bars.style.setProperty("--score-rows", Math.ceil(probabilities.length / 2));
   bars.replaceChildren(
     ...probabilities.map((p, i) => {
       const item = el("li", i === top.index ? "score top" : "score");

@@ -246,13 +246,10 @@ def test_a_reload_restores_model_sample_layer_and_slice(viewer: Viewer) -> None:
     expect(page.locator("#detail-title")).to_contain_text("pool1")
 
 
-def test_a_digit_drawn_on_the_pad_gets_an_mnist_prediction(viewer: Viewer) -> None:
-    viewer.open("?model=cifar10")
-    page = viewer.page
+def draw_a_seven(page: Page) -> None:
+    """Draw a "7" on the pad with the mouse: the top bar, then the diagonal."""
     page.locator("#tab-draw").click()
-    pad = page.locator("#draw-pad")
-    box = pad.bounding_box()
-    # A "7": the top bar, then the diagonal.
+    box = page.locator("#draw-pad").bounding_box()
     strokes = [((0.25, 0.2), (0.75, 0.2)), ((0.75, 0.2), (0.4, 0.85))]
     for (x0, y0), (x1, y1) in strokes:
         page.mouse.move(box["x"] + x0 * box["width"], box["y"] + y0 * box["height"])
@@ -265,12 +262,35 @@ def test_a_digit_drawn_on_the_pad_gets_an_mnist_prediction(viewer: Viewer) -> No
             )
         page.mouse.up()
 
+
+def test_a_digit_drawn_on_the_pad_gets_an_mnist_prediction(viewer: Viewer) -> None:
+    viewer.open("?model=cifar10")
+    page = viewer.page
+    draw_a_seven(page)
     # Lifting the pen runs the network: no click needed.
     viewer.wait_for_run("mnist")
     expect(page.locator("#model-select")).to_have_value("mnist")
     assert viewer.query()["model"] == "mnist"
-    assert page.locator(".prediction-class").inner_text() in [str(d) for d in range(10)]
+    expect(page.locator(".prediction-class")).to_have_text("7")  # the shipped model reads it
     expect(page.locator("#preprocessed-caption")).to_have_text("network input")
+
+
+@pytest.mark.parametrize("presenter", [False, True])
+def test_drawing_on_a_projector_keeps_every_score_on_screen(
+    viewer: Viewer, presenter: bool
+) -> None:
+    viewer.open("?model=mnist")
+    page = viewer.page
+    if presenter:
+        page.keyboard.press("p")
+        expect(page.locator("html")).to_have_class(re.compile("presenter"))
+    draw_a_seven(page)
+    viewer.wait_for_run("mnist")
+    scores = page.locator("#score-bars .score").all()
+    assert len(scores) == 10
+    for score in scores:  # the viewport is 1280x720
+        box = score.bounding_box()
+        assert box["y"] + box["height"] <= 720 and box["x"] + box["width"] <= 1280
 
 
 def test_the_facts_say_when_a_neuron_sees_the_whole_image(viewer: Viewer) -> None:
