@@ -472,6 +472,9 @@ async function main() {
   selectLayer(state.layer);
   inputs.selectTab(state.model === "mnist" && !sample ? "draw" : "samples");
   if (sample) pickSample(sample);
+  else if (fromUrl.sample) {
+    showError(`This link names a sample, "${fromUrl.sample}", that this server does not have: pick one from the gallery.`);
+  }
 }
 
 main();

@@ -293,6 +293,14 @@ def test_drawing_on_a_projector_keeps_every_score_on_screen(
         assert box["y"] + box["height"] <= 720 and box["x"] + box["width"] <= 1280
 
 
+def test_a_link_to_a_sample_that_is_not_there_says_so(viewer: Viewer) -> None:
+    viewer.open("?model=cifar10&sample=<b>cifar10-unicorn-0000</b>")
+    error = viewer.page.locator("#error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text('"<b>cifar10-unicorn-0000</b>"')  # shown as text, not markup
+    expect(viewer.page.locator("#sample-gallery .sample").first).to_be_visible()
+
+
 def test_the_facts_say_when_a_neuron_sees_the_whole_image(viewer: Viewer) -> None:
     facts = viewer.page.locator("#layer-facts")
     viewer.open("?model=cifar10&layer=0")
