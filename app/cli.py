@@ -111,7 +111,11 @@ examples:
         "--checkpoint", help="checkpoint file (default: checkpoints/<model>.ckpt.npz)"
     )
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint")
-    parser.add_argument("--workers", type=positive_int, help="threads, one per core by default")
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        help="processes for the training step, threads for evaluation; one per core by default",
+    )
     parser.set_defaults(handler=train)
 
 

@@ -25,8 +25,8 @@ from model.datasets import Dataset, load_split
 from model.evaluate import evaluate
 from model.network import Network
 from model.optim import SGD, one_cycle
-from model.parallel import ShardRunner
 from model.weights import SHIPPED_DIR, build, save
+from model.workers import GradientWorkers
 
 # The recipe per shipped model: DESIGN.md's reference recipe for cifar10.
 RECIPES: dict[str, dict[str, Any]] = {
@@ -49,7 +49,7 @@ class TrainConfig:
     seed: int = 0
     out: str = ""  # weights path without suffix; default model/shipped/<model>
     checkpoint: str = ""  # default checkpoints/<model>.ckpt.npz
-    workers: int = 0  # threads; 0 = one per core
+    workers: int = 0  # training-step processes; 0 = one per core
     limit: int = 0  # use only the first N training images (quick experiments, tests)
 
     @classmethod
@@ -131,7 +131,7 @@ def train(
         start_epoch, history = _load_checkpoint(config, net, optimizer)
         _say(f"resumed from {config.checkpoint_path} after epoch {start_epoch}", progress)
 
-    runner = ShardRunner(config.workers or None)
+    workers = GradientWorkers(config.workers or None)
     started = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):
         rng = np.random.default_rng([config.seed, epoch])
@@ -154,7 +154,7 @@ def train(
             optimizer.lr = one_cycle(
                 epoch * steps_per_epoch + step, total_steps, config.lr, config.warmup
             )
-            loss, grads, batch_correct = _step(net, runner, x, labels[batch])
+            loss, grads, batch_correct = _step(net, workers, x, labels[batch])
             optimizer.step(grads)
             seen += len(batch)
             correct += batch_correct
@@ -167,7 +167,7 @@ def train(
                 refresh=False,
             )
         seconds = time.perf_counter() - epoch_start
-        test_accuracy = evaluate(net, test_set.images, test_set.labels, runner.workers).accuracy
+        test_accuracy = evaluate(net, test_set.images, test_set.labels, workers.workers).accuracy
         log = EpochLog(
             epoch + 1, loss_sum / seen, correct / seen, test_accuracy, seen / seconds, seconds
         )
@@ -184,9 +184,9 @@ def train(
             and epoch + 1 >= stop_after_epoch
             and epoch + 1 < config.epochs
         ):
-            runner.close()
+            workers.close()
             return TrainResult(net, history)
-    runner.close()
+    workers.close()
 
     final = evaluate(net, test_set.images, test_set.labels)
     card = _model_card(
@@ -202,10 +202,10 @@ def train(
 
 
 def _step(
-    net: Network, runner: ShardRunner, x: np.ndarray, y: np.ndarray
+    net: Network, workers: GradientWorkers, x: np.ndarray, y: np.ndarray
 ) -> tuple[float, dict[str, np.ndarray], int]:
     """Loss, gradients and how many of the batch the network got right."""
-    loss, grads, scores = runner.loss_and_scores(net, x, y)
+    loss, grads, scores = workers.loss_and_scores(net, x, y)
     return loss, grads, int((scores.argmax(axis=1) == y).sum())
 
 

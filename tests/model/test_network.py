@@ -8,7 +8,6 @@ import pytest
 import model
 from model.network import Network
 from model.optim import SGD
-from model.parallel import ShardRunner
 
 TINY_SPEC = {
     "name": "tiny",
@@ -87,20 +86,6 @@ def test_whole_network_gradient_check():
             value[index] = old
             numeric = (plus - minus) / (2 * h)
             assert abs(numeric - grads[name][index]) < 1e-5 + 1e-4 * abs(numeric), (name, index)
-
-
-def test_threads_compute_the_same_loss_and_gradients():
-    net = model.build(TINY_SPEC, seed=3)
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((9, 8, 8, 2)).astype(np.float32)
-    labels = rng.integers(0, 3, 9)
-    loss, grads, scores = net.loss_and_scores(x, labels)
-    with ShardRunner(2) as runner:
-        shard_loss, shard_grads, shard_scores = runner.loss_and_scores(net, x, labels)
-    assert shard_loss == pytest.approx(loss, rel=1e-5)
-    np.testing.assert_allclose(shard_scores, scores, rtol=1e-5, atol=1e-6)
-    for name in grads:
-        np.testing.assert_allclose(shard_grads[name], grads[name], rtol=1e-4, atol=1e-6)
 
 
 def test_tiny_network_overfits_twenty_images():
