@@ -155,8 +155,12 @@ class Conv(Layer):
             raise ValueError(
                 f"{name}: a {size}x{size} kernel with pad {pad} does not fit a {h}x{w} input"
             )
+        # (F, C, KH, KW) as PyTorch has it, laid out in memory as (KH, KW, C, F): then the
+        # im2col weight matrix (KH * KW * C, F) is a view, not a copy on every forward
+        # (conv6's is 590 KB: 116 us of a 1.3 ms forward of one image). Updates in place
+        # keep the layout; an array put in its place still works, through a copy.
         self.params = {
-            "weight": np.zeros((filters, c, size, size), np.float32),
+            "weight": np.zeros((size, size, c, filters), np.float32).transpose(3, 2, 0, 1),
             "bias": np.zeros(filters, np.float32),
         }
 
@@ -179,7 +183,8 @@ class Conv(Layer):
         }
 
     def _weight_matrix(self) -> np.ndarray:
-        """weight as (KH * KW * C, F), matching the (kh, kw, c) order of the im2col rows."""
+        """weight as (KH * KW * C, F), matching the (kh, kw, c) order of the im2col rows;
+        a view of the weights in their own layout (see __init__)."""
         return self.params["weight"].transpose(2, 3, 1, 0).reshape(-1, self.filters)
 
     def _winograd(self, channels: int) -> bool:

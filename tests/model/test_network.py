@@ -88,6 +88,19 @@ def test_whole_network_gradient_check():
             assert abs(numeric - grads[name][index]) < 1e-5 + 1e-4 * abs(numeric), (name, index)
 
 
+def test_conv_weight_matrices_stay_views_through_loading_and_training():
+    # The forward pass reads each conv weight as an im2col matrix; it must not be copied
+    # every time, whatever filled the weights.
+    net = model.load("cifar10")
+    optimizer = SGD(net.state_dict(), lr=0.01, momentum=0.9)
+    x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype(np.float32)
+    optimizer.step(net.loss(x, np.array([1, 2]))[1])
+    for network in (net, net.astype(np.float64)):
+        for layer in network.layers:
+            if layer.kind == "conv":
+                assert np.shares_memory(layer._weight_matrix(), layer.params["weight"])
+
+
 def test_tiny_network_overfits_twenty_images():
     net = model.build(TINY_SPEC, seed=5)
     rng = np.random.default_rng(6)
