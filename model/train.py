@@ -123,70 +123,29 @@ def train(
         images, labels = images[: config.limit], labels[: config.limit]
 
     optimizer = SGD(net.state_dict(), config.lr, config.momentum, config.weight_decay)
-    steps_per_epoch = int(np.ceil(len(images) / config.batch_size))
-    total_steps = steps_per_epoch * config.epochs
     history: list[EpochLog] = []
     start_epoch = 0
     if resume and config.checkpoint_path.exists():
         start_epoch, history = _load_checkpoint(config, net, optimizer)
         _say(f"resumed from {config.checkpoint_path} after epoch {start_epoch}", progress)
 
-    workers = GradientWorkers(config.workers or None)
     started = time.perf_counter()
-    for epoch in range(start_epoch, config.epochs):
-        rng = np.random.default_rng([config.seed, epoch])
-        order = rng.permutation(len(images))
-        bar = tqdm(
-            range(steps_per_epoch),
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=not progress,
-            unit="batch",
-            leave=True,
-            mininterval=0.2 if sys.stderr.isatty() else 30,  # a log file gets a line per 30 s
-        )
-        epoch_start = time.perf_counter()
-        seen = correct = 0
-        loss_sum = 0.0
-        for step in bar:
-            batch = order[step * config.batch_size : (step + 1) * config.batch_size]
-            x = augment_batch(images[batch].astype(np.float32), config.augmentation, rng)
-            x = net.preprocess(x)
-            optimizer.lr = one_cycle(
-                epoch * steps_per_epoch + step, total_steps, config.lr, config.warmup
+    with GradientWorkers(config.workers or None) as workers:
+        for epoch in range(start_epoch, config.epochs):
+            log = _train_epoch(net, workers, optimizer, images, labels, config, epoch, progress)
+            log.test_accuracy = evaluate(
+                net, test_set.images, test_set.labels, workers.workers
+            ).accuracy
+            history.append(log)
+            _say(
+                f"epoch {log.epoch}/{config.epochs}: loss {log.loss:.4f},"
+                f" train acc {log.train_accuracy:.4f}, test acc {log.test_accuracy:.4f},"
+                f" {log.images_per_second:.0f} images/s, {log.seconds:.0f} s",
+                progress,
             )
-            loss, grads, batch_correct = _step(net, workers, x, labels[batch])
-            optimizer.step(grads)
-            seen += len(batch)
-            correct += batch_correct
-            loss_sum += loss * len(batch)
-            rate = seen / (time.perf_counter() - epoch_start)
-            bar.set_postfix(
-                loss=f"{loss_sum / seen:.3f}",
-                acc=f"{correct / seen:.3f}",
-                img_s=f"{rate:.0f}",
-                refresh=False,
-            )
-        seconds = time.perf_counter() - epoch_start
-        test_accuracy = evaluate(net, test_set.images, test_set.labels, workers.workers).accuracy
-        log = EpochLog(
-            epoch + 1, loss_sum / seen, correct / seen, test_accuracy, seen / seconds, seconds
-        )
-        history.append(log)
-        _say(
-            f"epoch {log.epoch}/{config.epochs}: loss {log.loss:.4f},"
-            f" train acc {log.train_accuracy:.4f}, test acc {log.test_accuracy:.4f},"
-            f" {log.images_per_second:.0f} images/s, {seconds:.0f} s",
-            progress,
-        )
-        _save_checkpoint(config, net, optimizer, epoch + 1, history)
-        if (
-            stop_after_epoch is not None
-            and epoch + 1 >= stop_after_epoch
-            and epoch + 1 < config.epochs
-        ):
-            workers.close()
-            return TrainResult(net, history)
-    workers.close()
+            _save_checkpoint(config, net, optimizer, epoch + 1, history)
+            if stop_after_epoch is not None and stop_after_epoch <= epoch + 1 < config.epochs:
+                return TrainResult(net, history)
 
     final = evaluate(net, test_set.images, test_set.labels)
     card = _model_card(
@@ -199,6 +158,59 @@ def train(
         progress,
     )
     return TrainResult(net, history, weights_path)
+
+
+def _train_epoch(
+    net: Network,
+    workers: GradientWorkers,
+    optimizer: SGD,
+    images: np.ndarray,
+    labels: np.ndarray,
+    config: TrainConfig,
+    epoch: int,
+    progress: bool,
+) -> EpochLog:
+    """One pass over the training images, shuffled and augmented by (seed, epoch), with a
+    progress bar; the log's test accuracy is left for the caller."""
+    rng = np.random.default_rng([config.seed, epoch])
+    order = rng.permutation(len(images))
+    steps_per_epoch = int(np.ceil(len(images) / config.batch_size))
+    total_steps = steps_per_epoch * config.epochs
+    bar = tqdm(
+        range(steps_per_epoch),
+        desc=f"epoch {epoch + 1}/{config.epochs}",
+        disable=not progress,
+        unit="batch",
+        leave=True,
+        mininterval=0.2 if sys.stderr.isatty() else 30,  # a log file gets a line per 30 s
+    )
+    epoch_start = time.perf_counter()
+    seen = correct = 0
+    loss_sum = 0.0
+    for step in bar:
+        batch = order[step * config.batch_size : (step + 1) * config.batch_size]
+        x = augment_batch(images[batch].astype(np.float32), config.augmentation, rng)
+        x = net.preprocess(x)
+        optimizer.lr = one_cycle(
+            epoch * steps_per_epoch + step, total_steps, config.lr, config.warmup
+        )
+        loss, grads, batch_correct = _step(net, workers, x, labels[batch])
+        optimizer.step(grads)
+        seen += len(batch)
+        correct += batch_correct
+        loss_sum += loss * len(batch)
+        rate = seen / (time.perf_counter() - epoch_start)
+        bar.set_postfix(
+            loss=f"{loss_sum / seen:.3f}",
+            acc=f"{correct / seen:.3f}",
+            img_s=f"{rate:.0f}",
+            refresh=False,
+        )
+    seconds = time.perf_counter() - epoch_start
+    test_accuracy = float("nan")  # the caller's to measure
+    return EpochLog(
+        epoch + 1, loss_sum / seen, correct / seen, test_accuracy, seen / seconds, seconds
+    )
 
 
 def _step(

@@ -153,7 +153,10 @@ def _serve(connection: Connection) -> None:
                 reply: tuple[str, Any] = ("ok", net.loss_and_scores(x, labels))
             except Exception as error:  # sent back, and raised where the step was asked for
                 reply = ("error", error)
-            connection.send(reply)
+            try:
+                connection.send(reply)
+            except OSError:  # the trainer is gone (interrupted): nobody to answer
+                return
 
 
 def _next_message(connection: Connection) -> Any:
