@@ -5,9 +5,10 @@ gradients and scores) with a single-threaded BLAS; the shards' results are weigh
 their size, so the step equals net.loss_and_scores on the whole batch up to float rounding.
 
 Processes, not threads: two threads each pushing half a batch ran the convolutions 15-20%
-slower than one thread alone, as every one of the thousands of NumPy calls in a step hands
-Python's GIL to the other thread and back. Side by side in one run, two threads gave 512
-images/s and two processes 644 (BENCHMARKS.md). A step sends each worker the weights and
+slower than one thread alone, while two processes did not slow each other down (most
+likely the thousands of NumPy calls in a step, each handing Python's GIL to the other
+thread and back). Side by side in one run, two threads gave 512 images/s and two
+processes 644 (BENCHMARKS.md). A step sends each worker the weights and
 its shard (about 2 MB for cifar10) and gets the gradients back: a few ms against 200.
 """
 
@@ -66,10 +67,10 @@ class GradientWorkers:
                 raise payload
         results = [payload for _, payload in replies]
 
-        weights = [(b - a) / len(x) for a, b in shards]
-        loss = sum(w * shard_loss for w, (shard_loss, _, _) in zip(weights, results, strict=True))
+        shares = [(b - a) / len(x) for a, b in shards]
+        loss = sum(w * shard_loss for w, (shard_loss, _, _) in zip(shares, results, strict=True))
         grads = {
-            name: sum(w * g[name] for w, (_, g, _) in zip(weights, results, strict=True))
+            name: sum(w * g[name] for w, (_, g, _) in zip(shares, results, strict=True))
             for name in results[0][1]
         }
         return float(loss), grads, np.concatenate([scores for _, _, scores in results])
