@@ -81,12 +81,13 @@ class GradientWorkers:
         # Plain `python -m model.workers` processes, not multiprocessing's: its spawn runs
         # the caller's main script again in every worker (a script without a __main__ guard
         # would start workers without end), and a fork copies locks held by other threads.
+        # -P: this package, not a `model` folder that happens to be in the current directory.
         package_root = str(Path(__file__).resolve().parent.parent)
         path = os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])])
         for _ in range(self.workers):
             ours, theirs = socket.socketpair()
             process = subprocess.Popen(
-                [sys.executable, "-m", "model.workers", str(theirs.fileno())],
+                [sys.executable, "-P", "-m", "model.workers", str(theirs.fileno())],
                 pass_fds=[theirs.fileno()],
                 env={**os.environ, "PYTHONPATH": path},
             )

@@ -69,3 +69,12 @@ def test_a_worker_that_dies_is_a_clear_error_not_a_hang():
         with pytest.raises(RuntimeError, match="worker 1 stopped unexpectedly"):
             workers.loss_and_scores(net, *batch(seed=5))
         assert_same_step(workers, net, seed=6)  # a later step starts fresh workers
+
+
+def test_workers_run_this_package_whatever_the_current_directory_holds(tmp_path, monkeypatch):
+    decoy = tmp_path / "model"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise ImportError('a folder that is not ConvScope')\n")
+    monkeypatch.chdir(tmp_path)
+    with GradientWorkers(2) as workers:
+        assert_same_step(workers, model.build(TINY_SPEC, seed=3), seed=4)
