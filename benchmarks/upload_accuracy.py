@@ -21,6 +21,7 @@ from PIL import Image
 import model
 from app import imaging
 from model.datasets import load_split
+from model.evaluate import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = {
@@ -42,16 +43,6 @@ def through_upload(images: np.ndarray, net: model.Network) -> np.ndarray:
     return np.stack(prepared)
 
 
-def accuracy(net: model.Network, images: np.ndarray, labels: np.ndarray) -> float:
-    predictions = np.concatenate(
-        [
-            net.predict(net.preprocess(images[i : i + 500])).argmax(1)
-            for i in range(0, len(images), 500)
-        ]
-    )
-    return float((predictions == labels).mean())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="mnist", choices=sorted(DEFAULT_DATA))
@@ -63,8 +54,8 @@ def main() -> None:
     uploaded = through_upload(data.images, net)
     changed = np.abs(uploaded.astype(int) - data.images).mean()
     print(f"{args.model}, {len(data)} test images")
-    print(f"  as trained:        {accuracy(net, data.images, data.labels):.2%}")
-    print(f"  through an upload: {accuracy(net, uploaded, data.labels):.2%}")
+    print(f"  as trained:        {evaluate(net, data.images, data.labels).accuracy:.2%}")
+    print(f"  through an upload: {evaluate(net, uploaded, data.labels).accuracy:.2%}")
     print(f"  mean pixel change: {changed:.1f} of 255")
 
 

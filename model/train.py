@@ -132,10 +132,9 @@ def train(
     started = time.perf_counter()
     with GradientWorkers(config.workers or None) as workers:
         for epoch in range(start_epoch, config.epochs):
-            log = _train_epoch(net, workers, optimizer, images, labels, config, epoch, progress)
-            log.test_accuracy = evaluate(
-                net, test_set.images, test_set.labels, workers.workers
-            ).accuracy
+            log = _train_epoch(
+                net, workers, optimizer, images, labels, test_set, config, epoch, progress
+            )
             history.append(log)
             _say(
                 f"epoch {log.epoch}/{config.epochs}: loss {log.loss:.4f},"
@@ -166,12 +165,13 @@ def _train_epoch(
     optimizer: SGD,
     images: np.ndarray,
     labels: np.ndarray,
+    test_set: Dataset,
     config: TrainConfig,
     epoch: int,
     progress: bool,
 ) -> EpochLog:
     """One pass over the training images, shuffled and augmented by (seed, epoch), with a
-    progress bar; the log's test accuracy is left for the caller."""
+    progress bar, then the accuracy on the test set."""
     rng = np.random.default_rng([config.seed, epoch])
     order = rng.permutation(len(images))
     steps_per_epoch = int(np.ceil(len(images) / config.batch_size))
@@ -207,7 +207,7 @@ def _train_epoch(
             refresh=False,
         )
     seconds = time.perf_counter() - epoch_start
-    test_accuracy = float("nan")  # the caller's to measure
+    test_accuracy = evaluate(net, test_set.images, test_set.labels, workers.workers).accuracy
     return EpochLog(
         epoch + 1, loss_sum / seen, correct / seen, test_accuracy, seen / seconds, seconds
     )
