@@ -88,11 +88,12 @@ def add_train_parser(subparsers: Subparsers) -> None:
         epilog="""\
 examples:
   convscope train --model cifar10 --data ../shared/datasets/cifar10-jpg.tar.gz
-  convscope train --model mnist --data ../shared/datasets/mnist --epochs 8
+  convscope train --model mnist --data ../shared/datasets/mnist
+  convscope train --model cs231n --data ../shared/datasets/cifar10-jpg.tar.gz
   convscope train --model cifar10 --data DATA --resume     continue after an interruption""",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", required=True, help="architecture id: cifar10 or mnist")
+    parser.add_argument("--model", required=True, help="architecture id: cifar10, mnist or cs231n")
     parser.add_argument(
         "--data",
         required=True,
@@ -101,6 +102,9 @@ examples:
     parser.add_argument("--epochs", type=positive_int, help="epochs (default: the recipe's)")
     parser.add_argument("--batch-size", type=positive_int, help="images per step (default 128)")
     parser.add_argument("--lr", type=float, help="peak learning rate of the one-cycle schedule")
+    parser.add_argument(
+        "--label-smoothing", type=float, help="label smoothing of the loss (default: the recipe's)"
+    )
     parser.add_argument(
         "--seed", type=int, help="random seed; the same seed gives the same weights"
     )
@@ -131,6 +135,7 @@ def train(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        label_smoothing=args.label_smoothing,
         seed=args.seed,
         out=args.out,
         checkpoint=args.checkpoint,
@@ -159,7 +164,7 @@ examples:
   convscope eval --model mnist --data ../shared/datasets/mnist --json""",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", required=True, help="shipped model id: cifar10 or mnist")
+    parser.add_argument("--model", required=True, help="shipped model id: cifar10, mnist or cs231n")
     parser.add_argument("--data", required=True, help="dataset path (see convscope train)")
     parser.add_argument(
         "--weights", help="an .npz (with its .json card) instead of the shipped one"
@@ -205,7 +210,7 @@ examples:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("image", help="JPEG, PNG, GIF, WebP, BMP or TIFF file")
-    parser.add_argument("--model", required=True, help="shipped model id: cifar10 or mnist")
+    parser.add_argument("--model", required=True, help="shipped model id: cifar10, mnist or cs231n")
     parser.add_argument("--out", required=True, help="folder to write (made if missing)")
     parser.add_argument(
         "--colormap",

@@ -395,20 +395,24 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def softmax_cross_entropy(scores: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+def softmax_cross_entropy(
+    scores: np.ndarray, labels: np.ndarray, smoothing: float = 0.0
+) -> tuple[float, np.ndarray]:
     """Mean cross-entropy of softmax(scores) against integer labels, and d loss / d scores.
 
-    scores: (N, C) or (N, 1, 1, C); labels: (N,) ints in [0, C).
+    scores: (N, C) or (N, 1, 1, C); labels: (N,) ints in [0, C). With label smoothing
+    (Szegedy et al. 2016) the target is (1 - smoothing) on the label and smoothing / C on
+    every class, so the loss stops rewarding ever larger logits.
     """
     shape = scores.shape
     scores = scores.reshape(shape[0], -1)
-    n = scores.shape[0]
+    n, classes = scores.shape
     shifted = scores - scores.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    loss = -log_probs[np.arange(n), labels].mean()
-    dscores = np.exp(log_probs)
-    dscores[np.arange(n), labels] -= 1
-    dscores /= n
+    target = np.full_like(log_probs, smoothing / classes)
+    target[np.arange(n), labels] += 1.0 - smoothing
+    loss = -(target * log_probs).sum(axis=1).mean()
+    dscores = (np.exp(log_probs) - target) / n
     return float(loss), dscores.reshape(shape)
 
 

@@ -124,26 +124,29 @@ class Network:
 
     # --- training ------------------------------------------------------------------------
 
-    def loss(self, x: np.ndarray, labels: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+    def loss(
+        self, x: np.ndarray, labels: np.ndarray, smoothing: float = 0.0
+    ) -> tuple[float, dict[str, np.ndarray]]:
         """Softmax cross-entropy on the scores and its gradient for every parameter.
 
         A final softmax layer is folded into the loss, which is both faster and more exact.
         Gradients come back as {"layer.param": array}, like state_dict().
         """
-        loss, grads, _ = self.loss_and_scores(x, labels)
+        loss, grads, _ = self.loss_and_scores(x, labels, smoothing)
         return loss, grads
 
     def loss_and_scores(
-        self, x: np.ndarray, labels: np.ndarray
+        self, x: np.ndarray, labels: np.ndarray, smoothing: float = 0.0
     ) -> tuple[float, dict[str, np.ndarray], np.ndarray]:
-        """loss() plus the class scores (N, classes) it computed on the way."""
+        """loss() plus the class scores (N, classes) it computed on the way; smoothing is
+        the label smoothing of the cross-entropy (0 = plain one-hot targets)."""
         layers = self.layers[:-1] if isinstance(self.layers[-1], Softmax) else self.layers
         caches = []
         for layer in layers:
             x, cache = layer.forward_train(x)
             caches.append(cache)
         scores = x.reshape(len(x), -1)
-        loss, dout = softmax_cross_entropy(x, labels)
+        loss, dout = softmax_cross_entropy(x, labels, smoothing)
         grads: dict[str, np.ndarray] = {}
         for i in range(len(layers) - 1, -1, -1):
             layer = layers[i]

@@ -45,9 +45,11 @@ class GradientWorkers:
         self._processes: list[subprocess.Popen] = []
         self._networks: list[str | None] = []  # which network each worker holds
 
-    def loss_and_scores(self, net: Network, x: np.ndarray, labels: np.ndarray) -> Result:
+    def loss_and_scores(
+        self, net: Network, x: np.ndarray, labels: np.ndarray, smoothing: float = 0.0
+    ) -> Result:
         if self.workers == 1:
-            return net.loss_and_scores(x, labels)
+            return net.loss_and_scores(x, labels, smoothing)
         self._start()
         bounds = np.linspace(0, len(x), self.workers + 1).astype(int)
         shards = [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
@@ -57,7 +59,7 @@ class GradientWorkers:
             spec = None if self._networks[worker] == key else (net.spec, net.dtype.str)
             self._networks[worker] = key
             try:
-                self._connections[worker].send((spec, state, x[a:b], labels[a:b]))
+                self._connections[worker].send((spec, state, x[a:b], labels[a:b], smoothing))
             except OSError:
                 self._failed(worker)
         replies = [self._receive(worker) for worker in range(len(shards))]
@@ -147,12 +149,12 @@ def _serve(connection: Connection) -> None:
     net: Network | None = None
     with threadpool_limits(1, user_api="blas"):
         while (message := _next_message(connection)) is not None:
-            spec, state, x, labels = message
+            spec, state, x, labels, smoothing = message
             try:
                 if spec is not None:
                     net = Network(spec[0], np.dtype(spec[1]))
                 net.load_state_dict(state)
-                reply: tuple[str, Any] = ("ok", net.loss_and_scores(x, labels))
+                reply: tuple[str, Any] = ("ok", net.loss_and_scores(x, labels, smoothing))
             except Exception as error:  # sent back, and raised where the step was asked for
                 reply = ("error", error)
             try:

@@ -182,6 +182,20 @@ def test_cross_entropy_known_answer_and_gradient():
     assert relative_error(dscores, numeric) < 1e-6
 
 
+def test_label_smoothing_known_answer_and_gradient():
+    # Equal scores: every class has p = 1/4 whatever the target, so the loss is log 4.
+    loss, dscores = softmax_cross_entropy(np.zeros((2, 4)), np.array([1, 3]), smoothing=0.2)
+    assert loss == pytest.approx(np.log(4))
+    # d loss / d scores = (p - target) / N: target 0.8 + 0.05 on the label, 0.05 elsewhere.
+    np.testing.assert_allclose(dscores[0], [0.1, -0.3, 0.1, 0.1])
+    np.testing.assert_allclose(dscores[1], [0.1, 0.1, 0.1, -0.3])
+    rng = np.random.default_rng(6)
+    scores, labels = rng.standard_normal((3, 5)), np.array([0, 4, 2])
+    _, dscores = softmax_cross_entropy(scores, labels, smoothing=0.1)
+    numeric = numeric_gradient(lambda: softmax_cross_entropy(scores, labels, 0.1)[0], scores)
+    assert relative_error(dscores, numeric) < 1e-6
+
+
 def test_kernel_that_does_not_fit_is_refused():
     with pytest.raises(ValueError, match="does not fit"):
         Conv("conv", (2, 2, 1), filters=1, size=5)

@@ -114,6 +114,8 @@ def test_one_cycle_rises_to_the_peak_then_falls():
 
 def test_recipe_defaults_follow_design():
     cifar = TrainConfig.for_model("cifar10", "data", epochs=None)
-    assert (cifar.epochs, cifar.lr, cifar.batch_size, cifar.weight_decay) == (30, 0.05, 128, 5e-4)
+    assert (cifar.epochs, cifar.lr, cifar.batch_size, cifar.weight_decay) == (60, 0.05, 128, 5e-4)
     assert cifar.augmentation == "flip-crop" and cifar.momentum == 0.9
-    assert TrainConfig.for_model("mnist", "data").augmentation == "shift"
+    assert cifar.label_smoothing == 0.1
+    assert TrainConfig.for_model("mnist", "data").augmentation == "digits"
+    assert TrainConfig.for_model("cs231n", "data").augmentation == "flip-crop"
