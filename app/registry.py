@@ -29,8 +29,32 @@ class ServedModel:
         return self.network.spec.get("description", "")
 
     @property
+    def tagline(self) -> str:
+        """One line on what the model is, for the page's model picker. Weights trained before
+        specs had a tagline carry an older spec in their card: the package's spec has it."""
+        spec = self.network.spec
+        if "tagline" not in spec and self.id in model.shipped_models():
+            spec = model.read_spec(self.id)
+        return spec.get("tagline", self.description)
+
+    @property
     def test_accuracy(self) -> float | None:
         return self.network.card.get("test_accuracy")
+
+    def training(self) -> dict[str, Any] | None:
+        """How the weights were made, from the model card; None for untrained weights."""
+        card = self.network.card
+        if not self.trained or "history" not in card:
+            return None
+        return {
+            "command": card.get("command"),
+            "dataset": card.get("dataset", {}).get("name"),
+            "epochs": card.get("epochs"),
+            "history": [
+                {key: epoch[key] for key in ("epoch", "loss", "train_accuracy", "test_accuracy")}
+                for epoch in card["history"]
+            ],
+        }
 
     def summary(self) -> dict[str, Any]:
         """What GET /api/models says about this model."""
@@ -39,7 +63,9 @@ class ServedModel:
             "id": self.id,
             "name": net.name,
             "description": self.description,
+            "tagline": self.tagline,
             "trained": self.trained,
+            "training": self.training(),
             "test_accuracy": self.test_accuracy,
             "input": list(net.input_shape),
             "classes": net.classes,

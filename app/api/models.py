@@ -40,11 +40,29 @@ class LayerInfo(BaseModel):
     summary: str = Field(description="The layer in CS231n notation, e.g. CONV 3x3x32 -> 32x32x32.")
 
 
+class EpochInfo(BaseModel):
+    epoch: int
+    loss: float = Field(description="Mean training loss over the epoch.")
+    train_accuracy: float
+    test_accuracy: float
+
+
+class TrainingInfo(BaseModel):
+    command: str | None = Field(description="The convscope train command that made the weights.")
+    dataset: str | None = Field(description="The dataset file's name.")
+    epochs: int | None
+    history: list[EpochInfo] = Field(description="Loss and accuracies after each epoch.")
+
+
 class ModelInfo(BaseModel):
     id: str
     name: str
     description: str
+    tagline: str = Field(description="One line on what the model is.")
     trained: bool = Field(description="False while the model's trained weights are missing.")
+    training: TrainingInfo | None = Field(
+        description="How the weights were trained (from the model card); null if untrained."
+    )
     test_accuracy: float | None
     input: list[int] = Field(description="Input volume [H, W, D].")
     classes: list[str]

@@ -21,5 +21,11 @@ def index(request: Request, registry: RegistryDep, model: str | None = None) -> 
     return templates.TemplateResponse(
         request,
         "index.html",
-        {"models": models, "model": chosen, "summary": summary, "version": __version__},
+        {
+            "models": models,
+            "taglines": {id: served.tagline for id, served in registry.models.items()},
+            "model": chosen,
+            "summary": summary,
+            "version": __version__,
+        },
     )

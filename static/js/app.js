@@ -10,6 +10,7 @@ import { COLORMAPS, DIVERGING, SEQUENTIAL } from "./colormaps.js";
 import { LayerDetail } from "./detail.js";
 import { $, clamp } from "./dom.js";
 import { isTyping, renderGallery, sampleBlob, setupInputs } from "./inputs.js";
+import { setupModelCard } from "./modelcard.js";
 import { NetworkRow } from "./network.js";
 import { drawInputViews, drawScores } from "./scores.js";
 import { channelPalette, colorScale, faceCanvases, inputCanvas, inputVolume } from "./volume.js";
@@ -434,6 +435,7 @@ async function main() {
     },
   });
   setupColorControls();
+  setupModelCard(modelInfo);
   $("presenter-toggle").hidden = false;
   $("presenter-toggle").addEventListener("click", () => setPresenter(!state.presenter));
   try {

@@ -55,6 +55,25 @@ async def test_trained_flag_follows_the_shipped_weights(client: httpx.AsyncClien
         assert (entry["test_accuracy"] is not None) is trained
 
 
+async def test_each_model_says_what_it_is_and_how_it_was_trained(
+    client: httpx.AsyncClient,
+) -> None:
+    for entry in (await client.get("/api/models")).json()["models"]:
+        assert entry["tagline"] == model.read_spec(entry["id"])["tagline"]
+        network, trained = shipped_or_built(entry["id"])
+        if not trained:
+            assert entry["training"] is None
+            continue
+        history = network.card["history"]
+        training = entry["training"]
+        assert training["epochs"] == network.card["epochs"] == len(history)
+        assert [h["test_accuracy"] for h in training["history"]] == [
+            h["test_accuracy"] for h in history
+        ]
+        assert training["history"][-1]["epoch"] == len(history)
+        assert set(training["history"][0]) == {"epoch", "loss", "train_accuracy", "test_accuracy"}
+
+
 async def test_settings_choose_the_models(tmp_path) -> None:
     from app.main import create_app
     from app.settings import Settings
