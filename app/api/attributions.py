@@ -174,7 +174,7 @@ def _check(net: Network, method: str, query: dict[str, Any], top: int) -> tuple[
         if count > MAX_OCCLUSION_POSITIONS:
             raise HTTPException(
                 422,
-                f"A {params['patch']}-pixel patch every {params['stride']} pixels makes {count} "
+                f"A patch of {params['patch']} pixels every {params['stride']} makes {count} "
                 f"positions; the limit is {MAX_OCCLUSION_POSITIONS}: use a larger stride.",
             )
     return target, params
