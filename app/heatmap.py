@@ -19,6 +19,7 @@ from app import render
 
 DEFAULT_ALPHA = 0.7
 DEFAULT_SIDE = 256
+PERCENTILE = 99
 
 
 def colormap_for(values: np.ndarray) -> str:
@@ -26,12 +27,15 @@ def colormap_for(values: np.ndarray) -> str:
 
 
 def value_range(values: np.ndarray) -> tuple[float, float]:
-    """(lo, hi) the colours span: 0..max for a non-negative map, symmetric about 0 for a
-    signed one (so that equal colours mean equal magnitudes on both sides)."""
-    if values.size and float(values.min()) < 0:
-        limit = float(np.abs(values).max())
-        return -limit, limit
-    return 0.0, float(values.max()) if values.size else 0.0
+    """(lo, hi) the colours span: 0..limit for a non-negative map, -limit..limit for a
+    signed one (equal colours, equal magnitudes on both sides). The limit is the 99th
+    percentile of |values|, not the maximum: gradient maps have a few spikes that would
+    otherwise leave every other pixel faint; the spikes take the end colour."""
+    if not values.size:
+        return 0.0, 0.0
+    magnitude = np.abs(values)
+    limit = float(np.quantile(magnitude, PERCENTILE / 100)) or float(magnitude.max())
+    return (-limit, limit) if float(values.min()) < 0 else (0.0, limit)
 
 
 def stretch(values: np.ndarray, height: int, width: int) -> np.ndarray:

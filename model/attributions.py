@@ -324,6 +324,14 @@ def occlusion(
     return Attribution("occlusion", target, total / count, score, probability, extras)
 
 
+# Each method's own parameters (besides net, x and target), as a router or a CLI names them.
+PARAMETERS: dict[str, tuple[str, ...]] = {
+    "saliency": (),
+    "smoothgrad": ("samples", "noise", "seed"),
+    "integrated-gradients": ("steps",),
+    "gradcam": ("layer",),
+    "occlusion": ("patch", "stride"),
+}
 METHODS: dict[str, Callable[..., Attribution]] = {
     "saliency": saliency,
     "smoothgrad": smoothgrad,

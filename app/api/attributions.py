@@ -32,13 +32,7 @@ from model.network import Network
 router = APIRouter(prefix="/api/runs", tags=["attributions"])
 
 # The methods and the query parameters each one reads (others are ignored).
-PARAMETERS: dict[str, tuple[str, ...]] = {
-    "saliency": (),
-    "smoothgrad": ("samples", "noise", "seed"),
-    "integrated-gradients": ("steps",),
-    "gradcam": ("layer",),
-    "occlusion": ("patch", "stride"),
-}
+PARAMETERS = attributions.PARAMETERS
 # Bounds that keep one request near a second of one core on cifar10 (BENCHMARKS.md).
 MAX_STEPS = 256
 MAX_SAMPLES = 64
