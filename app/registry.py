@@ -42,6 +42,7 @@ class ServedModel:
             "trained": self.trained,
             "test_accuracy": self.test_accuracy,
             "input": list(net.input_shape),
+            "input_style": net.input_style,
             "classes": net.classes,
             "normalization": net.normalization,
             "layers": net.describe(),

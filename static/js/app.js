@@ -13,6 +13,7 @@ import { isTyping, renderGallery, sampleBlob, setupInputs } from "./inputs.js";
 import { NetworkRow } from "./network.js";
 import { drawInputViews, drawScores } from "./scores.js";
 import { channelPalette, colorScale, faceCanvases, inputCanvas, inputVolume } from "./volume.js";
+import { WhyView } from "./why.js";
 
 const MARK = {
   chosen: "convscope:file-chosen",
@@ -37,6 +38,7 @@ const state = {
 
 const dirty = { boxes: new Set(), detail: false, slice: false, scores: false, input: false };
 let frameRequested = false;
+let why;
 let row;
 let detail;
 
@@ -157,7 +159,10 @@ function frame() {
   if (dirty.input) drawInputViews(run);
   if (dirty.detail) renderDetail(run);
   if (dirty.slice || dirty.detail) detail.drawFocus(run, state.slice);
-  if (dirty.scores) drawScores(run, modelInfo().classes);
+  if (dirty.scores) {
+    drawScores(run, modelInfo().classes);
+    why.update(run, modelInfo());
+  }
   dirty.input = dirty.detail = dirty.slice = dirty.scores = false;
   updateProgress(run);
 }
@@ -250,6 +255,7 @@ async function startRun(file, info = {}) {
     done: false,
   };
   state.run = run;
+  why.reset();
   document.body.dataset.runState = "streaming";
   delete document.body.dataset.run;
   detail.hover = null;
@@ -434,6 +440,7 @@ async function main() {
     },
   });
   setupColorControls();
+  why = new WhyView();
   $("presenter-toggle").hidden = false;
   $("presenter-toggle").addEventListener("click", () => setPresenter(!state.presenter));
   try {
