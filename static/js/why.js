@@ -287,7 +287,10 @@ export class WhyView {
     ctx.drawImage(inputCanvas(run.input), 0, 0, size, size);
     // A digit is re-centred and rescaled, not cropped: there is no box to map back through.
     const digits = this.model?.input_style === "digits";
-    $("why-photo-figure").hidden = digits;
+    $("why-photo").hidden = digits;
+    $("why-photo-caption").textContent = digits
+      ? "A digit is re-centred and rescaled, not cropped: the map is shown on the network input only."
+      : "over the photo (its crop)";
     if (!result) {
       $("why-meaning").textContent = "";
       return;
