@@ -142,19 +142,19 @@ def _check(net: Network, method: str, query: dict[str, Any], top: int) -> tuple[
     params = {name: query[name] for name in PARAMETERS[method]}
     try:
         attributions.check_target(net, target)
-        if method == "gradcam":
-            layer = params["layer"]
-            if layer is None:
-                params["layer"] = attributions.default_gradcam_layer(net)
-            elif layer >= len(net.layers):
-                attributions.check_gradcam_layer(net, layer)
-            else:
-                try:
-                    attributions.check_gradcam_layer(net, layer)
-                except attributions.AttributionError as wrong_kind:
-                    raise HTTPException(422, str(wrong_kind)) from None
     except attributions.AttributionError as unknown:
         raise HTTPException(404, str(unknown)) from None
+    if method == "gradcam":
+        layer = params["layer"]
+        # A layer that does not exist is a 404; one of the wrong kind (or none), a 422.
+        status = 404 if layer is not None and layer >= len(net.layers) else 422
+        try:
+            if layer is None:
+                params["layer"] = attributions.default_gradcam_layer(net)
+            else:
+                attributions.check_gradcam_layer(net, layer)
+        except attributions.AttributionError as wrong:
+            raise HTTPException(status, str(wrong)) from None
     if method == "occlusion":
         height, width, _ = net.input_shape
         if params["patch"] > min(height, width):
