@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pydantic import ValidationError
 
 from app import __version__
+from app.explain import add_explain_parser
 from app.settings import Settings
 
 Subparsers = argparse._SubParsersAction  # argparse has no public name for it
@@ -251,6 +252,7 @@ SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     add_train_parser,
     add_eval_parser,
     add_forward_parser,
+    add_explain_parser,
 ]
 
 

@@ -9,8 +9,9 @@ from fastapi.staticfiles import StaticFiles
 from threadpoolctl import threadpool_limits
 
 from app import __version__, errors, imaging
-from app.api import docs, forward, health, models, pages, runs
+from app.api import attributions, docs, forward, health, models, pages, runs
 from app.gate import ForwardGate
+from app.mapcache import MapCache
 from app.paths import STATIC_DIR
 from app.registry import Registry
 from app.runs import RunStore
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ttl_seconds=settings.run_ttl_seconds,
         )
         app.state.forward_gate = ForwardGate(settings.max_concurrent_forwards)
+        app.state.map_cache = MapCache()
         imaging.configure_pillow(settings.max_pixels)
         # Two malloc arenas, not glibc's 16 on two cores: the resident set stays flat over
         # a 10-minute soak instead of creeping (BENCHMARKS.md), at no cost in latency.
@@ -69,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models.router)
     app.include_router(forward.router)
     app.include_router(runs.router)
+    app.include_router(attributions.router)
     app.include_router(docs.router)
     app.include_router(pages.router)
     app.mount(docs.ASSETS_URL, StaticFiles(directory=docs.SWAGGER_UI_DIR), name="docs-assets")

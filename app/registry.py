@@ -68,6 +68,7 @@ class ServedModel:
             "training": self.training(),
             "test_accuracy": self.test_accuracy,
             "input": list(net.input_shape),
+            "input_style": net.input_style,
             "classes": net.classes,
             "normalization": net.normalization,
             "layers": net.describe(),

@@ -65,6 +65,11 @@ class ModelInfo(BaseModel):
     )
     test_accuracy: float | None
     input: list[int] = Field(description="Input volume [H, W, D].")
+    input_style: str = Field(
+        "photo",
+        description="How uploads become inputs: photo (centre crop, resize) or digits "
+        "(MNIST-like: grey, light on dark, centred by mass).",
+    )
     classes: list[str]
     normalization: dict[str, list[float]]
     layers: list[LayerInfo]

@@ -44,6 +44,13 @@ export const getModels = (signal) => getJson("/api/models", signal).then((body) 
 export const getLayerValues = (runId, index, signal) =>
   getJson(`/api/runs/${encodeURIComponent(runId)}/layers/${index}.json`, signal);
 
+/** An attribution map of a run (static/js/why.js): {values, range, class, probability...}. */
+export function getAttribution(runId, method, params, signal) {
+  const query = new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)]));
+  const url = `/api/runs/${encodeURIComponent(runId)}/attributions/${encodeURIComponent(method)}.json`;
+  return getJson(`${url}?${query}`, signal);
+}
+
 export const weightsPngUrl = (modelId, index) =>
   `/api/models/${encodeURIComponent(modelId)}/layers/${index}/weights.png`;
 

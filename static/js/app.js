@@ -14,6 +14,7 @@ import { setupModelCard } from "./modelcard.js";
 import { NetworkRow } from "./network.js";
 import { drawInputViews, drawScores } from "./scores.js";
 import { channelPalette, colorScale, faceCanvases, inputCanvas, inputVolume } from "./volume.js";
+import { WhyView } from "./why.js";
 
 const MARK = {
   chosen: "convscope:file-chosen",
@@ -38,6 +39,7 @@ const state = {
 
 const dirty = { boxes: new Set(), detail: false, slice: false, scores: false, input: false };
 let frameRequested = false;
+let why;
 let row;
 let detail;
 
@@ -158,7 +160,10 @@ function frame() {
   if (dirty.input) drawInputViews(run);
   if (dirty.detail) renderDetail(run);
   if (dirty.slice || dirty.detail) detail.drawFocus(run, state.slice);
-  if (dirty.scores) drawScores(run, modelInfo().classes);
+  if (dirty.scores) {
+    drawScores(run, modelInfo().classes);
+    why.update(run, modelInfo());
+  }
   dirty.input = dirty.detail = dirty.slice = dirty.scores = false;
   updateProgress(run);
 }
@@ -251,6 +256,7 @@ async function startRun(file, info = {}) {
     done: false,
   };
   state.run = run;
+  why.reset();
   document.body.dataset.runState = "streaming";
   delete document.body.dataset.run;
   detail.hover = null;
@@ -436,6 +442,7 @@ async function main() {
   });
   setupColorControls();
   setupModelCard(modelInfo);
+  why = new WhyView();
   $("presenter-toggle").hidden = false;
   $("presenter-toggle").addEventListener("click", () => setPresenter(!state.presenter));
   try {

@@ -24,6 +24,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
+from app.gate import ForwardGate
 from app.main import create_app
 from app.settings import Settings
 from tests.api.networks import CIFAR_LAYERS
@@ -50,7 +51,11 @@ def run_id() -> Iterator[str]:
 
     response = asyncio.run(upload())
     assert response.status_code == 200
+    # Schemathesis calls the app without a lifespan; the one above closed the gate's
+    # threads, which routes that compute (attributions, forward) still need.
+    app.state.forward_gate = ForwardGate(app.state.settings.max_concurrent_forwards)
     yield response.headers["x-run-id"]
+    app.state.forward_gate.close()
     shutil.rmtree(RUNS_DIR, ignore_errors=True)
 
 
