@@ -44,6 +44,10 @@ export const getModels = (signal) => getJson("/api/models", signal).then((body) 
 export const getLayerValues = (runId, index, signal) =>
   getJson(`/api/runs/${encodeURIComponent(runId)}/layers/${index}.json`, signal);
 
+/** How one neuron's number was computed: its parts, by layer kind. */
+export const getNeuron = (runId, index, row, col, depth, signal) =>
+  getJson(`/api/runs/${encodeURIComponent(runId)}/layers/${index}/neurons/${row}/${col}/${depth}`, signal);
+
 export const weightsPngUrl = (modelId, index) =>
   `/api/models/${encodeURIComponent(modelId)}/layers/${index}/weights.png`;
 
