@@ -29,6 +29,13 @@ function num(v, { sign = true, digits = 3, className = "" } = {}) {
   return span;
 }
 
+/** A wide table in a box that scrolls sideways on a narrow screen. */
+function scrolling(table) {
+  const box = el("div", "nc-scroll");
+  box.append(table);
+  return box;
+}
+
 function row(...children) {
   const line = el("p", "nc-line");
   line.append(...children);
@@ -110,7 +117,9 @@ export class NeuronPanel {
     close.type = "button";
     close.setAttribute("aria-label", "Close the arithmetic panel (Escape)");
     close.addEventListener("click", () => this.onClose());
-    head.append(title, this.where, this.stepControls(), close);
+    const controls = this.stepControls();
+    controls.append(close);
+    head.append(title, controls);
     this.result = el("div", "nc-result");
     this.result.id = "neuron-result";
     this.content = el("div", "nc-content");
@@ -209,7 +218,7 @@ export class NeuronPanel {
   }
 
   setResult(text) {
-    this.result.replaceChildren(el("span", "nc-status", text));
+    this.result.replaceChildren(this.where, el("span", "nc-status", text));
   }
 
   // --- step-through ------------------------------------------------------------------------
@@ -286,7 +295,17 @@ export class NeuronPanel {
       ? el("span", "nc-check ok", "✓ the parts below add up to this very number, the one the stream delivered")
       : el("span", "nc-check bad", "✗ the parts do not add up to the stored number: the model changed since this run");
     check.title = `recomputed from the parts: ${body.recomputed}; float32 rounding allows ±${body.tolerance.toExponential(1)}`;
-    this.result.replaceChildren(el("span", "nc-name", `${body.name} =`), value, check);
+    const here = [];
+    const [h, w] = this.view.layer.shape;
+    const volume = this.view.run.layers[body.layer];
+    if (h * w > 1 && volume) {
+      const [r, c] = body.position;
+      const picture = sliceWithWindow(volume, body.position[2], { cells: [[r, c]], size: 56 });
+      picture.classList.add("nc-here");
+      picture.title = `${body.name}, depth slice ${body.position[2]}: this neuron outlined`;
+      here.push(picture);
+    }
+    this.result.replaceChildren(...here, this.where, el("span", "nc-name", "="), value, check);
     const draw = { conv: this.conv, relu: this.relu, pool: this.pool, fc: this.fc, softmax: this.softmax }[body.kind];
     this.content.replaceChildren(...draw.call(this, body));
     this.weightsLine.replaceChildren(...this.weightCount(body));
@@ -523,7 +542,7 @@ export class NeuronPanel {
       el("span", "nc-op", "="),
       chip("total", body.recomputed, "nc-sum"),
     );
-    return [intro, table, total, this.termMap(body, name)];
+    return [intro, scrolling(table), total, this.termMap(body, name)];
   }
 
   /** Every term at its place in the previous volume: one tile per depth slice, the
@@ -615,6 +634,6 @@ export class NeuronPanel {
     foot.insertCell().append(num(body.sum, { sign: false, digits: 4 }));
     foot.insertCell();
     foot.insertCell().textContent = "100%";
-    return [line, table];
+    return [line, scrolling(table)];
   }
 }
