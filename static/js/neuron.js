@@ -341,9 +341,12 @@ export class NeuronPanel {
     const k = body.window.length;
 
     const intro = row(
-      `Filter ${body.position[2]} (${k}×${k}×${c}) lies over a ${k}×${k} window of ${name} on every one of its ${c} `,
-      `input channels: multiply each number by the weight over it, add up the products of each channel, `,
-      `then add the ${c} partial sums and the bias.`,
+      c === 1
+        ? `Filter ${body.position[2]} (${k}×${k}×1) lies over a ${k}×${k} window of ${name}: multiply each ` +
+            "number by the weight over it, add up the products, then add the bias."
+        : `Filter ${body.position[2]} (${k}×${k}×${c}) lies over a ${k}×${k} window of ${name} on every one of ` +
+            `its ${c} input channels: multiply each number by the weight over it, add up the products of each ` +
+            `channel, then add the ${c} partial sums and the bias.`,
     );
     intro.classList.add("hint");
 
@@ -394,9 +397,8 @@ export class NeuronPanel {
         this.render(this.body);
       });
       more.append(" ", button);
-      pieces.push(more);
+      pieces.push(more, this.channelBars(order, keep));
     }
-    pieces.push(this.channelBars(order, keep));
 
     // The partial sums meet the bias at the total.
     const total = el("p", "nc-total");
@@ -626,7 +628,8 @@ export class NeuronPanel {
       const cell = tr.insertCell();
       const bar = el("span", "nc-bar pos");
       bar.style.width = `${4 * p}rem`;
-      cell.append(el("span", "num", `${(100 * p).toFixed(p < 0.001 && p > 0 ? 4 : 1)}%`), bar);
+      const percent = p >= 0.001 || p === 0 ? (100 * p).toFixed(1) : plain(100 * p, 2);
+      cell.append(el("span", "num", `${percent}%`), bar);
     });
     const foot = table.createTFoot().insertRow();
     foot.insertCell().textContent = "sum";

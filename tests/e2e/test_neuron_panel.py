@@ -9,7 +9,13 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.test_viewer import Viewer, viewer, viewer_on  # noqa: F401  (fixtures)
+from tests.e2e import test_viewer
+from tests.e2e.test_viewer import Viewer
+
+# The viewer's own fixtures: a page on the live server that logs no errors and asks
+# nothing of another origin.
+viewer_on = test_viewer.viewer_on
+viewer = test_viewer.viewer
 
 pytestmark = pytest.mark.browser
 
