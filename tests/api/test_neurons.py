@@ -19,6 +19,7 @@ from PIL import Image
 
 from app.main import create_app
 from app.settings import Settings
+from model import arithmetic
 from tests.api.test_runs import make_run
 
 U = 2.0**-24  # float32's unit roundoff
@@ -273,3 +274,13 @@ async def test_the_route_is_documented_for_every_kind(client: httpx.AsyncClient)
     assert set(kinds) == {"conv", "relu", "pool", "fc", "softmax"}
     conv = schema["components"]["schemas"]["ConvNeuron"]["properties"]
     assert {"window", "weights", "bias", "channel_sums", "value", "input"} <= set(conv)
+
+
+async def test_a_layer_kind_without_a_breakdown_is_refused_with_a_sentence(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As for a kind an imported model may bring before its arithmetic is written.
+    monkeypatch.delitem(arithmetic.EXPLAIN, "relu")
+    response = await run.client.get(f"/api/runs/{run.id}/layers/1/neurons/0/0/0")
+    assert response.status_code == 422
+    assert response.json() == {"detail": "relu1 is a relu layer, whose arithmetic is not shown."}
