@@ -50,6 +50,9 @@ export function getAttribution(runId, method, params, signal) {
   const url = `/api/runs/${encodeURIComponent(runId)}/attributions/${encodeURIComponent(method)}.json`;
   return getJson(`${url}?${query}`, signal);
 }
+/** How one neuron's number was computed: its parts, by layer kind. */
+export const getNeuron = (runId, index, row, col, depth, signal) =>
+  getJson(`/api/runs/${encodeURIComponent(runId)}/layers/${index}/neurons/${row}/${col}/${depth}`, signal);
 
 export const weightsPngUrl = (modelId, index) =>
   `/api/models/${encodeURIComponent(modelId)}/layers/${index}/weights.png`;

@@ -1,17 +1,19 @@
 /**
  * The viewer: state, the URL, runs and wiring. State lives in `state` and the query string
- * (?model=&sample=&layer=&slice=); events change state and mark what needs drawing, and
+ * (?model=&sample=&layer=&slice=&neuron=); events change state and mark what needs drawing, and
  * drawing happens once per animation frame, so the page stays responsive while a run
  * streams in. network.js, detail.js and scores.js draw; this module decides what.
  */
 
 import * as api from "./api.js";
+import { followPosition, neuronParam, parseNeuron } from "./arithmetic.js";
 import { COLORMAPS, DIVERGING, SEQUENTIAL } from "./colormaps.js";
 import { LayerDetail } from "./detail.js";
 import { $, clamp } from "./dom.js";
 import { isTyping, renderGallery, sampleBlob, setupInputs } from "./inputs.js";
 import { setupModelCard } from "./modelcard.js";
 import { NetworkRow } from "./network.js";
+import { NeuronPanel } from "./neuron.js";
 import { drawInputViews, drawScores } from "./scores.js";
 import { channelPalette, colorScale, faceCanvases, inputCanvas, inputVolume } from "./volume.js";
 import { WhyView } from "./why.js";
@@ -35,13 +37,15 @@ const state = {
   scale: "layer",
   presenter: false,
   run: null,
+  neuron: null, // {row, col} whose arithmetic is shown (its depth is the slice), or null
 };
 
-const dirty = { boxes: new Set(), detail: false, slice: false, scores: false, input: false };
+const dirty = { boxes: new Set(), detail: false, slice: false, scores: false, input: false, neuron: false };
 let frameRequested = false;
 let why;
 let row;
 let detail;
+let neuronPanel;
 
 const modelInfo = () => state.models.get(state.model);
 const layersOf = () => modelInfo()?.layers || [];
@@ -56,7 +60,13 @@ function readUrl() {
     const value = Number.parseInt(params.get(name), 10);
     return Number.isFinite(value) && value >= 0 ? value : 0;
   };
-  return { model: params.get("model"), sample: params.get("sample"), layer: int("layer"), slice: int("slice") };
+  return {
+    model: params.get("model"),
+    sample: params.get("sample"),
+    layer: int("layer"),
+    slice: int("slice"),
+    neuron: parseNeuron(params.get("neuron")),
+  };
 }
 
 function writeUrl() {
@@ -65,6 +75,7 @@ function writeUrl() {
   if (state.sample) params.set("sample", state.sample);
   params.set("layer", state.layer);
   params.set("slice", state.slice);
+  if (state.neuron) params.set("neuron", neuronParam(state.neuron));
   const url = `${location.pathname}?${params}`;
   if (url !== location.pathname + location.search) history.replaceState(null, "", url);
 }
@@ -79,7 +90,7 @@ function schedule() {
 
 function markAllDirty() {
   dirty.boxes = new Set(row.indices);
-  dirty.detail = dirty.scores = dirty.input = true;
+  dirty.detail = dirty.scores = dirty.input = dirty.neuron = true;
   schedule();
 }
 
@@ -156,6 +167,7 @@ function frame() {
   frameRequested = false;
   if (!modelInfo()) return;
   const run = currentRun();
+  detail.pinned = state.neuron;
   drawBoxes(run);
   if (dirty.input) drawInputViews(run);
   if (dirty.detail) renderDetail(run);
@@ -164,7 +176,8 @@ function frame() {
     drawScores(run, modelInfo().classes);
     why.update(run, modelInfo());
   }
-  dirty.input = dirty.detail = dirty.slice = dirty.scores = false;
+  if (dirty.neuron) showNeuron(run);
+  dirty.input = dirty.detail = dirty.slice = dirty.scores = dirty.neuron = false;
   updateProgress(run);
 }
 
@@ -225,7 +238,7 @@ function receive(run, message) {
     if (message.index === state.layer) dirty.detail = true;
   } else if (message.type === "scores") {
     run.scores = message;
-    dirty.scores = true;
+    dirty.scores = dirty.neuron = true;
     requestValues(state.layer);
   }
   schedule();
@@ -307,6 +320,8 @@ function selectLayer(index, { focus = false } = {}) {
   if (index !== state.layer) {
     detail.hover = null;
     dirty.boxes = new Set(row.indices);
+    if (state.neuron) state.neuron = followPosition(state.neuron, layersOf()[state.layer].shape, layersOf()[index].shape);
+    dirty.neuron = true;
   }
   state.layer = index;
   state.slice = clamp(state.slice, 0, layersOf()[index].shape[2] - 1);
@@ -320,7 +335,7 @@ function selectSlice(d, { focus = false } = {}) {
   const depth = layersOf()[state.layer]?.shape[2] || 1;
   state.slice = clamp(d, 0, depth - 1);
   writeUrl();
-  dirty.slice = true;
+  dirty.slice = dirty.neuron = true;
   const tile = focus && detail.shown?.tiles[state.slice];
   if (tile) {
     tile.focus({ preventScroll: true });
@@ -348,6 +363,7 @@ function setModel(id) {
   $("model-facts").title = info.description || "";
   state.layer = clamp(state.layer, 0, info.layers.length - 1);
   state.slice = clamp(state.slice, 0, info.layers[state.layer].shape[2] - 1);
+  if (state.neuron) state.neuron = clampNeuron(state.neuron);
   if (!state.samples.some((s) => s.id === state.sample && s.model === id)) state.sample = null;
   renderGallery(state.samples, id, state.sample, pickSample);
   row.build(info.input, info.layers);
@@ -385,6 +401,10 @@ function onKey(event) {
   if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey) return;
   const target = event.target;
   if (isTyping(target) || target.closest?.('[role="tab"], #draw-pad')) return;
+  if (state.neuron && neuronKey(event)) {
+    event.preventDefault();
+    return;
+  }
   const actions = {
     ArrowLeft: () => selectLayer(state.layer - 1, { focus: true }),
     ArrowRight: () => selectLayer(state.layer + 1, { focus: true }),
@@ -397,6 +417,51 @@ function onKey(event) {
   if (!action) return;
   event.preventDefault();
   action();
+}
+
+// --- the neuron whose arithmetic is shown ------------------------------------------------------------
+
+function clampNeuron({ row, col }) {
+  const [h, w] = layersOf()[state.layer].shape;
+  return { row: clamp(row, 0, h - 1), col: clamp(col, 0, w - 1) };
+}
+
+/** Show (or, with null, close) the arithmetic of neuron {row, col} of the slice. */
+function setNeuron(neuron) {
+  const opening = neuron && !state.neuron;
+  state.neuron = neuron && clampNeuron(neuron);
+  writeUrl();
+  dirty.neuron = dirty.slice = true;
+  schedule();
+  if (opening) requestAnimationFrame(() => $("neuron-panel").scrollIntoView({ block: "nearest", behavior: "smooth" }));
+}
+
+function showNeuron(run) {
+  if (!state.neuron || !layersOf()[state.layer]) {
+    neuronPanel.hide();
+    return;
+  }
+  const layer = layersOf()[state.layer];
+  neuronPanel.show({
+    run,
+    layer,
+    layers: layersOf(),
+    position: [state.neuron.row, state.neuron.col, state.slice],
+  });
+}
+
+/** Shift+arrows move the chosen neuron, Escape closes its panel; true if the key was one. */
+function neuronKey(event) {
+  if (event.key === "Escape") {
+    setNeuron(null);
+    return true;
+  }
+  const step = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] }[event.key];
+  if (!step || !event.shiftKey) return false;
+  const [h, w] = layersOf()[state.layer].shape;
+  if (h * w === 1) selectSlice(state.slice + step[0] + step[1]);
+  else setNeuron({ row: state.neuron.row + step[0], col: state.neuron.col + step[1] });
+  return true;
 }
 
 // --- start ------------------------------------------------------------------------------------------------
@@ -439,6 +504,14 @@ async function main() {
       dirty.slice = true;
       schedule();
     },
+    onPick: (r, c) => setNeuron({ row: r, col: c }),
+  });
+  neuronPanel = new NeuronPanel({
+    onMove: (r, c, d) => {
+      if (d !== state.slice) selectSlice(d);
+      setNeuron({ row: r, col: c });
+    },
+    onClose: () => setNeuron(null),
   });
   setupColorControls();
   setupModelCard(modelInfo);
@@ -476,6 +549,7 @@ async function main() {
   const model = sample?.model || (state.models.has(fromUrl.model) ? fromUrl.model : $("model-select").value);
   state.layer = fromUrl.layer;
   state.slice = fromUrl.slice;
+  state.neuron = fromUrl.neuron;
   state.sample = sample?.id || null;
   setModel(state.models.has(model) ? model : state.models.keys().next().value);
   selectLayer(state.layer);

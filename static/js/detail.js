@@ -49,10 +49,13 @@ function copyCanvas(source) {
 }
 
 export class LayerDetail {
-  /** onSelectSlice(d): a tile was chosen; onChange(): the inspected cell moved. */
-  constructor({ onSelectSlice, onChange }) {
+  /** onSelectSlice(d): a tile was chosen; onChange(): the inspected cell moved;
+   * onPick(row, col): a cell was clicked, or Enter pressed on it. */
+  constructor({ onSelectSlice, onChange, onPick = () => {} }) {
     this.onSelectSlice = onSelectSlice;
     this.onChange = onChange;
+    this.onPick = onPick;
+    this.pinned = null; // {row, col}: the neuron whose arithmetic is shown, set by the app
     this.shown = null; // {index, layer, volume, scales, sources, tiles, classes}
     this.hover = null; // {row, col}
     this.run = null;
@@ -64,6 +67,10 @@ export class LayerDetail {
       if (document.activeElement !== canvas) this.setHover(null);
     });
     canvas.addEventListener("keydown", (event) => this.onKey(event));
+    canvas.addEventListener("click", (event) => {
+      this.hoverAt(event);
+      if (this.hover) this.onPick(this.hover.row, this.hover.col);
+    });
     canvas.addEventListener("blur", () => this.setHover(null));
     $("spread-range").addEventListener("input", (event) => this.volume3d.setSpread(Number(event.target.value)));
     $("volume-reset").addEventListener("click", () => this.volume3d.reset());
@@ -218,6 +225,12 @@ export class LayerDetail {
       }
       ctx.stroke();
     }
+    if (this.pinned && this.pinned.row < h && this.pinned.col < w) {
+      const { row, col } = this.pinned;
+      ctx.lineWidth = 3;
+      ctx.strokeStyle = "#ffd166";
+      ctx.strokeRect(col * cell + 1.5, row * cell + 1.5, cell - 3, cell - 3);
+    }
     if (this.hover) {
       const { row, col } = this.hover;
       ctx.lineWidth = 2.5;
@@ -255,11 +268,12 @@ export class LayerDetail {
     drawPixelated(ctx, run.inputImage, 0, 0, iw * cell, ih * cell);
     const caption = $("rf-caption");
     const rf = this.shown?.layer.receptive_field;
-    if (!this.hover || !rf) {
+    const neuron = this.hover || this.pinned;
+    if (!neuron || !rf) {
       caption.textContent = "receptive field on the input (hover the slice)";
       return;
     }
-    const { top, left, bottom, right } = receptiveBox(rf, this.hover.row, this.hover.col, ih, iw);
+    const { top, left, bottom, right } = receptiveBox(rf, neuron.row, neuron.col, ih, iw);
     const [x, y, width, height] = [left * cell, top * cell, (right - left + 1) * cell, (bottom - top + 1) * cell];
     ctx.fillStyle = "rgba(0, 0, 0, 0.45)";
     ctx.beginPath();
@@ -276,7 +290,7 @@ export class LayerDetail {
   readout() {
     const out = $("hover-readout");
     const shown = this.shown;
-    const hover = this.hover;
+    const hover = this.hover || this.pinned;
     if (!shown || !hover) {
       out.replaceChildren("Hover a cell to read its exact value.");
       return;
@@ -320,8 +334,16 @@ export class LayerDetail {
 
   /** With the enlarged slice focused, the arrow keys move the inspected cell. */
   onKey(event) {
+    if (event.key === "Enter" && this.shown && !event.shiftKey) {
+      event.preventDefault();
+      const [h, w] = this.shown.volume.shape;
+      const at = this.hover || this.pinned || { row: Math.floor(h / 2), col: Math.floor(w / 2) };
+      this.onPick(at.row, at.col);
+      return;
+    }
     const step = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] }[event.key];
-    if (!step || !this.shown || event.altKey || event.ctrlKey || event.metaKey) return;
+    // Shift+arrows move the chosen neuron (the app's keys), not the hovered cell.
+    if (!step || !this.shown || event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
     event.preventDefault();
     event.stopPropagation();
     const [h, w] = this.shown.volume.shape;
