@@ -42,7 +42,7 @@ class Settings(BaseSettings):
         Path(tempfile.gettempdir()) / "convscope-runs", description="Where runs are stored."
     )
     models: Annotated[tuple[str, ...], NoDecode] = Field(
-        ("cifar10", "mnist"), description="Model ids to serve, comma-separated."
+        ("cifar10", "mnist", "cs231n"), description="Model ids to serve, comma-separated."
     )
 
     @field_validator("models", mode="before")

@@ -17,7 +17,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
     assert settings.max_upload_bytes == 10 * MB
     assert settings.run_cache_bytes == 256 * MB
-    assert settings.models == ("cifar10", "mnist")
+    assert settings.models == ("cifar10", "mnist", "cs231n")
 
 
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ async def test_lists_every_model_with_its_layers(client: httpx.AsyncClient) -> N
     response = await client.get("/api/models")
     assert response.status_code == 200
     models = {m["id"]: m for m in response.json()["models"]}
-    assert list(models) == ["cifar10", "mnist"]
+    assert list(models) == ["cifar10", "mnist", "cs231n"]
     cifar = models["cifar10"]
     assert cifar["input"] == [32, 32, 3]
     assert cifar["classes"][3] == "cat" and len(cifar["classes"]) == 10
