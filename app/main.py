@@ -11,6 +11,7 @@ from threadpoolctl import threadpool_limits
 from app import __version__, errors, imaging
 from app.api import docs, forward, health, models, pages, runs
 from app.gate import ForwardGate
+from app.models_dir import load_imported
 from app.paths import STATIC_DIR
 from app.registry import Registry
 from app.runs import RunStore
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Expensive shared objects are made here, once per process, never at import time.
         app.state.settings = settings
         app.state.registry = Registry.load(settings.models)
+        app.state.registry.models.update(load_imported(settings.models_dir, skip=settings.models))
         app.state.run_store = RunStore(
             settings.runs_dir,
             max_runs=settings.run_cache_runs,

@@ -27,7 +27,7 @@ SERVER_START_SECONDS = 30
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(runs_dir=tmp_path / "runs")
+    return Settings(runs_dir=tmp_path / "runs", models_dir=tmp_path / "models")
 
 
 @pytest.fixture

@@ -33,11 +33,26 @@ class LayerInfo(BaseModel):
 
     index: int
     name: str
-    kind: str = Field(description="conv, relu, pool, fc or softmax.")
+    kind: str = Field(
+        description="conv, relu, pool, fc or softmax; imported models also conv2d, maxpool, "
+        "avgpool, gap, batchnorm, leakyrelu, sigmoid, tanh, flatten, logsoftmax."
+    )
     shape: list[int] = Field(description="Output volume [H, W, D].")
     param_count: int
     receptive_field: ReceptiveField
     summary: str = Field(description="The layer in CS231n notation, e.g. CONV 3x3x32 -> 32x32x32.")
+
+
+class ModelSource(BaseModel):
+    """Where an imported model came from (`convscope import`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    file: str = Field(description="The ONNX file's name.")
+    sha256: str = Field(description="The ONNX file's SHA-256.")
+    producer: str = Field(description="The program that wrote it, e.g. pytorch 2.3.0.")
+    opset: int | None = Field(description="Its ONNX opset version.")
+    imported: str = Field(description="When it was imported (UTC, ISO 8601).")
 
 
 class ModelInfo(BaseModel):
@@ -45,10 +60,15 @@ class ModelInfo(BaseModel):
     name: str
     description: str
     trained: bool = Field(description="False while the model's trained weights are missing.")
-    test_accuracy: float | None
+    test_accuracy: float | None = Field(
+        description="Accuracy on a test split; null while not measured (`convscope eval`)."
+    )
     input: list[int] = Field(description="Input volume [H, W, D].")
     classes: list[str]
     normalization: dict[str, list[float]]
+    source: ModelSource | None = Field(
+        None, description="For an imported model, its ONNX file; null for a shipped one."
+    )
     layers: list[LayerInfo]
 
 
