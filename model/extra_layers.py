@@ -152,12 +152,15 @@ class _Windowed(Layer):
         }
 
     def _geometry(self) -> str:
-        extras = []
+        """' /2', ' /2x1', ' dilation 2': what differs from a plain stride-1 window."""
+        text = ""
         if self.stride != (1, 1):
-            extras.append(f"/{self.stride[0]}" if len(set(self.stride)) == 1 else f"/{self.stride}")
+            sh, sw = self.stride
+            text += f" /{sh}" if sh == sw else f" /{sh}x{sw}"
         if self.dilation != (1, 1):
-            extras.append(f"dil {self.dilation[0]}")
-        return f"{self.kernel[0]}x{self.kernel[1]}" + "".join(" " + e for e in extras)
+            dh, dw = self.dilation
+            text += f" dilation {dh}" if dh == dw else f" dilation {dh}x{dw}"
+        return text
 
 
 class Conv2D(_Windowed):
@@ -276,8 +279,9 @@ class Conv2D(_Windowed):
 
     def __repr__(self) -> str:
         h, w, d = self.output_shape
+        kh, kw = self.kernel
         depthwise = " depthwise" if self.groups > 1 else ""
-        return f"CONV {self._geometry()}x{self.filters}{depthwise} -> {h}x{w}x{d}"
+        return f"CONV {kh}x{kw}x{self.filters}{self._geometry()}{depthwise} -> {h}x{w}x{d}"
 
 
 class Pool2D(_Windowed):
@@ -368,7 +372,8 @@ class Pool2D(_Windowed):
         h, w, d = self.output_shape
         label = "POOL" if self.mode == "max" else "AVGPOOL"
         ceil = " ceil" if self.ceil_mode else ""
-        return f"{label} {self._geometry()}{ceil} -> {h}x{w}x{d}"
+        kh, kw = self.kernel
+        return f"{label} {kh}x{kw}{self._geometry()}{ceil} -> {h}x{w}x{d}"
 
 
 class AvgPool2D(Pool2D):
