@@ -101,7 +101,7 @@ def _layer_with_weights(served: ServedModel, index: int):
             404, f"Model {served.id} has layers 0 to {len(layers) - 1}; there is no layer {index}."
         )
     layer = layers[index]
-    if "weight" not in layer.params:
+    if "weight" not in layer.params or layer.params["weight"].ndim not in (2, 4):
         raise HTTPException(
             404,
             f"Layer {index} ({layer.name}) is a {layer.kind} layer and has no weights; "
