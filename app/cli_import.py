@@ -19,7 +19,7 @@ EPILOG = """\
 examples:
   convscope import net.onnx --id mynet --classes cat,dog
   convscope import digits.onnx --id digits --input-style digits --mean 33.3 --std 78.6
-  convscope import resnetless.onnx --id vgg --classes-file classes.txt \\
+  convscope import vgg.onnx --id vgg --classes-file classes.txt \\
       --mean 123.7 116.3 103.5 --std 58.4 57.1 57.4 --fold-batchnorm --validate
 
 Export from PyTorch: torch.onnx.export(net.eval(), torch.randn(1, 3, 32, 32), "net.onnx")
