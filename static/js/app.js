@@ -179,7 +179,7 @@ function hideError() {
 
 // --- runs ---------------------------------------------------------------------------------------------
 
-/** Exact values come from the layer's .json, fetched once per selected layer; the server
+/** Exact values come from the layer's .npy, fetched once per selected layer; the server
  * keeps a run for fetching once its scores line has been sent. */
 function requestValues(index) {
   const run = currentRun();
@@ -187,9 +187,9 @@ function requestValues(index) {
   const entry = { values: null, error: null };
   run.values.set(index, entry);
   api
-    .getLayerValues(run.id, index, run.controller.signal)
-    .then((body) => {
-      entry.values = body.values;
+    .getLayerArray(run.id, index, run.controller.signal)
+    .then((array) => {
+      entry.values = array;
     })
     .catch((error) => {
       if (error.name !== "AbortError") entry.error = error.message;

@@ -289,7 +289,7 @@ export class LayerDetail {
     const value = el("strong", "readout-value");
     value.id = "hover-value";
     if (entry?.values) {
-      const exact = entry.values[hover.row][hover.col][d];
+      const exact = entry.values.at(hover.row, hover.col, d);
       value.textContent = String(exact);
       Object.assign(value.dataset, { value: String(exact), row: hover.row, col: hover.col, depth: d });
     } else {
