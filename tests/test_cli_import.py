@@ -165,3 +165,20 @@ def test_eval_records_the_accuracy_in_the_card(tmp_path, models_dir, capsys):
     card = json.loads((models_dir / "ev.json").read_text())
     assert card["test_accuracy"] == pytest.approx(expected)
     assert card["evaluation"]["count"] == 12 and card["evaluation"]["dataset"] == "data"
+
+
+def test_forward_writes_an_imported_models_layers(tmp_path, models_dir, capsys):
+    assert main(["import", onnx_file(tmp_path, small_classifier()), "--id", "fw"]) == 0
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 30, 3), np.uint8)).save(image)
+    out = tmp_path / "layers"
+    assert main(["forward", str(image), "--model", "fw", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [layer["kind"] for layer in summary["layers"]] == [
+        "conv",
+        "relu",
+        "pool",
+        "fc",
+        "softmax",
+    ]
+    assert len(list(out.glob("*.png"))) == 6  # the input and five layers
