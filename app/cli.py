@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pydantic import ValidationError
 
 from app import __version__
+from app.cli_import import add_import_parser
 from app.explain import add_explain_parser
 from app.settings import Settings
 
@@ -165,7 +166,9 @@ examples:
   convscope eval --model mnist --data ../shared/datasets/mnist --json""",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", required=True, help="shipped model id: cifar10, mnist or cs231n")
+    parser.add_argument(
+        "--model", required=True, help="model id: cifar10, mnist, cs231n or an imported one"
+    )
     parser.add_argument("--data", required=True, help="dataset path (see convscope train)")
     parser.add_argument(
         "--weights", help="an .npz (with its .json card) instead of the shipped one"
@@ -178,18 +181,28 @@ def evaluate(args: argparse.Namespace) -> int:
     import json
 
     import model
+    from app.models_dir import find, record_accuracy
     from model.datasets import load_split
     from model.evaluate import evaluate as run_evaluation
 
     try:
-        net = model.load(args.weights or args.model)
+        imported = None if args.weights else find(args.model)
+        net = imported.network if imported else model.load(args.weights or args.model)
+        size = net.input_shape[:2] if imported else None  # an imported model's own size
         test = load_split(
-            args.data, "test", net.classes or None, channels=net.input_shape[2], progress=False
+            args.data,
+            "test",
+            net.classes or None,
+            channels=net.input_shape[2],
+            size=size,
+            progress=False,
         )
         result = run_evaluation(net, test.images, test.labels)
     except (FileNotFoundError, ValueError) as error:
         print(f"convscope eval: {error}", file=sys.stderr)
         return 2
+    if imported:  # the card's "accuracy not measured" becomes this
+        record_accuracy(args.model, result.as_dict(), args.data)
     if args.json:
         print(json.dumps({"model": args.model, **result.as_dict()}))
     else:
@@ -253,6 +266,7 @@ SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     add_eval_parser,
     add_forward_parser,
     add_explain_parser,
+    add_import_parser,
 ]
 
 

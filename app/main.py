@@ -12,6 +12,7 @@ from app import __version__, errors, imaging
 from app.api import attributions, docs, forward, health, models, neurons, pages, runs
 from app.gate import ForwardGate
 from app.mapcache import MapCache
+from app.models_dir import load_imported
 from app.paths import STATIC_DIR
 from app.registry import Registry
 from app.runs import RunStore
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Expensive shared objects are made here, once per process, never at import time.
         app.state.settings = settings
         app.state.registry = Registry.load(settings.models)
+        app.state.registry.models.update(load_imported(settings.models_dir, skip=settings.models))
         app.state.run_store = RunStore(
             settings.runs_dir,
             max_runs=settings.run_cache_runs,

@@ -71,12 +71,19 @@ class ServedModel:
             "input_style": net.input_style,
             "classes": net.classes,
             "normalization": net.normalization,
+            "source": net.card.get("source"),
             "layers": net.describe(),
         }
 
 
 def load_model(model_id: str) -> ServedModel:
-    """The shipped model `model_id`, trained if its weights exist; ValueError if unknown."""
+    """The shipped model `model_id`, trained if its weights exist, or an imported one (in
+    CONVSCOPE_MODELS_DIR); ValueError if unknown."""
+    if model_id not in model.shipped_models():
+        from app.models_dir import find
+
+        if (imported := find(model_id)) is not None:
+            return imported
     try:
         network, trained = model.load(model_id), True
     except FileNotFoundError:

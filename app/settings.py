@@ -4,6 +4,7 @@ Routes get it through the `get_settings` dependency (or `SettingsDep`), so tests
 the app with their own Settings or override the dependency.
 """
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +14,11 @@ from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MB = 1024 * 1024
+
+
+def _default_models_dir() -> Path:
+    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data_home) / "convscope" / "models"
 
 
 class Settings(BaseSettings):
@@ -40,6 +46,10 @@ class Settings(BaseSettings):
     # Under /tmp so that every worker process of one server shares it.
     runs_dir: Path = Field(
         Path(tempfile.gettempdir()) / "convscope-runs", description="Where runs are stored."
+    )
+    models_dir: Path = Field(
+        default_factory=_default_models_dir,
+        description="Where `convscope import` writes models; all of them are served.",
     )
     models: Annotated[tuple[str, ...], NoDecode] = Field(
         ("cifar10", "mnist", "cs231n"), description="Model ids to serve, comma-separated."

@@ -417,3 +417,9 @@ def softmax_cross_entropy(
 
 
 LAYER_KINDS: dict[str, type[Layer]] = {cls.kind: cls for cls in (Conv, ReLU, MaxPool, FC, Softmax)}
+
+
+def register(*classes: type[Layer]) -> None:
+    """Add layer kinds to LAYER_KINDS (model/extra_layers.py adds the imported models')."""
+    for cls in classes:
+        LAYER_KINDS[cls.kind] = cls

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from model import extra_layers  # noqa: F401  (registers conv2d, batchnorm, ... in LAYER_KINDS)
 from model.layers import (
     LAYER_KINDS,
     Conv,

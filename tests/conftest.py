@@ -25,9 +25,19 @@ INSTALL_CHROMIUM = "install Chromium: apt-get install -y chromium"
 SERVER_START_SECONDS = 30
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_imported_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests and the servers they start never see models this machine's user imported
+    (CONVSCOPE_MODELS_DIR, ~/.local/share/convscope/models); tests that want some set it."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("CONVSCOPE_MODELS_DIR", str(tmp_path_factory.mktemp("no-imported-models")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(runs_dir=tmp_path / "runs")
+    return Settings(runs_dir=tmp_path / "runs", models_dir=tmp_path / "models")
 
 
 @pytest.fixture

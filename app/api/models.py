@@ -33,7 +33,10 @@ class LayerInfo(BaseModel):
 
     index: int
     name: str
-    kind: str = Field(description="conv, relu, pool, fc or softmax.")
+    kind: str = Field(
+        description="conv, relu, pool, fc or softmax; imported models also conv2d, maxpool, "
+        "avgpool, gap, batchnorm, leakyrelu, sigmoid, tanh, flatten, logsoftmax."
+    )
     shape: list[int] = Field(description="Output volume [H, W, D].")
     param_count: int
     receptive_field: ReceptiveField
@@ -54,6 +57,18 @@ class TrainingInfo(BaseModel):
     history: list[EpochInfo] = Field(description="Loss and accuracies after each epoch.")
 
 
+class ModelSource(BaseModel):
+    """Where an imported model came from (`convscope import`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    file: str = Field(description="The ONNX file's name.")
+    sha256: str = Field(description="The ONNX file's SHA-256.")
+    producer: str = Field(description="The program that wrote it, e.g. pytorch 2.3.0.")
+    opset: int | None = Field(description="Its ONNX opset version.")
+    imported: str = Field(description="When it was imported (UTC, ISO 8601).")
+
+
 class ModelInfo(BaseModel):
     id: str
     name: str
@@ -63,7 +78,9 @@ class ModelInfo(BaseModel):
     training: TrainingInfo | None = Field(
         description="How the weights were trained (from the model card); null if untrained."
     )
-    test_accuracy: float | None
+    test_accuracy: float | None = Field(
+        description="Accuracy on a test split; null while not measured (`convscope eval`)."
+    )
     input: list[int] = Field(description="Input volume [H, W, D].")
     input_style: str = Field(
         "photo",
@@ -72,6 +89,9 @@ class ModelInfo(BaseModel):
     )
     classes: list[str]
     normalization: dict[str, list[float]]
+    source: ModelSource | None = Field(
+        None, description="For an imported model, its ONNX file; null for a shipped one."
+    )
     layers: list[LayerInfo]
 
 
@@ -104,7 +124,7 @@ def _layer_with_weights(served: ServedModel, index: int):
             404, f"Model {served.id} has layers 0 to {len(layers) - 1}; there is no layer {index}."
         )
     layer = layers[index]
-    if "weight" not in layer.params:
+    if "weight" not in layer.params or layer.params["weight"].ndim not in (2, 4):
         raise HTTPException(
             404,
             f"Layer {index} ({layer.name}) is a {layer.kind} layer and has no weights; "

@@ -12,6 +12,7 @@ import { LayerDetail } from "./detail.js";
 import { $, clamp } from "./dom.js";
 import { isTyping, renderGallery, sampleBlob, setupInputs } from "./inputs.js";
 import { setupModelCard } from "./modelcard.js";
+import { modelFacts, withBorrowedSamples } from "./modelfacts.js";
 import { NetworkRow } from "./network.js";
 import { NeuronPanel } from "./neuron.js";
 import { drawInputViews, drawScores } from "./scores.js";
@@ -197,7 +198,7 @@ function hideError() {
 
 // --- runs ---------------------------------------------------------------------------------------------
 
-/** Exact values come from the layer's .json, fetched once per selected layer; the server
+/** Exact values come from the layer's .npy, fetched once per selected layer; the server
  * keeps a run for fetching once its scores line has been sent. */
 function requestValues(index) {
   const run = currentRun();
@@ -205,9 +206,9 @@ function requestValues(index) {
   const entry = { values: null, error: null };
   run.values.set(index, entry);
   api
-    .getLayerValues(run.id, index, run.controller.signal)
-    .then((body) => {
-      entry.values = body.values;
+    .getLayerArray(run.id, index, run.controller.signal)
+    .then((array) => {
+      entry.values = array;
     })
     .catch((error) => {
       if (error.name !== "AbortError") entry.error = error.message;
@@ -246,6 +247,8 @@ function receive(run, message) {
 
 async function startRun(file, info = {}) {
   if (!info.marked) performance.mark(MARK.chosen);
+  // A drawing goes to mnist, unless the model shown reads grey digits itself (an import).
+  if (info.source === "drawing" && modelInfo()?.input[2] === 1) info = { ...info, model: state.model };
   if (info.model && info.model !== state.model) setModel(info.model);
   state.run?.controller.abort();
   if (state.run?.ownsUrl) URL.revokeObjectURL(state.run.originalUrl);
@@ -356,10 +359,7 @@ function setModel(id) {
   $("upload-form").action = `/api/models/${encodeURIComponent(id)}/forward`;
   const info = modelInfo();
   $("trained-badge").hidden = info.trained !== false;
-  const params = info.layers.reduce((sum, layer) => sum + layer.param_count, 0);
-  const accuracy =
-    info.trained && info.test_accuracy ? ` · ${(100 * info.test_accuracy).toFixed(1)}% on the test set` : "";
-  $("model-facts").textContent = `${info.layers.length} layers · ${(params / 1000).toFixed(0)}k parameters${accuracy}`;
+  $("model-facts").textContent = modelFacts(info);
   $("model-facts").title = info.description || "";
   state.layer = clamp(state.layer, 0, info.layers.length - 1);
   state.slice = clamp(state.slice, 0, info.layers[state.layer].shape[2] - 1);
@@ -539,7 +539,7 @@ async function main() {
 
   try {
     const [models, samples] = await Promise.all([api.getModels(), loadSamples()]);
-    state.samples = samples;
+    state.samples = withBorrowedSamples(samples, models);
     for (const model of models) state.models.set(model.id, model);
   } catch (error) {
     showError(error.message);
@@ -553,7 +553,7 @@ async function main() {
   state.sample = sample?.id || null;
   setModel(state.models.has(model) ? model : state.models.keys().next().value);
   selectLayer(state.layer);
-  inputs.selectTab(state.model === "mnist" && !sample ? "draw" : "samples");
+  inputs.selectTab(modelInfo().input[2] === 1 && !sample ? "draw" : "samples");
   if (sample) pickSample(sample);
   else if (fromUrl.sample) {
     showError(`This link names a sample, "${fromUrl.sample}", that this server does not have: pick one from the gallery.`);

@@ -166,18 +166,20 @@ export class LayerDetail {
   /** Filters of conv layers, weights of fc layers, as the server draws them. */
   renderFilters(layer, [h, w, d], modelId) {
     const section = $("filters");
-    if (layer.kind !== "conv" && layer.kind !== "fc") {
+    const conv = layer.kind === "conv" || layer.kind === "conv2d";
+    if (!conv && layer.kind !== "fc") {
       section.hidden = true;
       return;
     }
-    const size = layer.size || "?";
+    const size = layer.kernel ? layer.kernel.join("×") : `${layer.size || "?"}×${layer.size || "?"}`;
+    const depth = layer.groups > 1 ? 1 : d;
     const count = layer.shape[2];
-    $("filters-title").textContent = layer.kind === "conv" ? "Filters" : "Weights";
+    $("filters-title").textContent = conv ? "Filters" : "Weights";
     $("filters-caption").textContent =
-      layer.kind === "conv"
-        ? `${count} filters, each ${size}×${size}×${d}: filter k makes depth slice k of this layer ` +
+      conv
+        ? `${count} filters, each ${size}×${depth}: filter k makes depth slice k of this layer ` +
           "by sliding over the volume before it. " +
-          (d === 3 ? "Each is drawn as a small colour picture." : "One row per filter, blue < 0 < red.")
+          (depth === 3 ? "Each is drawn as a small colour picture." : "One row per filter, blue < 0 < red.")
         : `One row per output (${count}), one ${h}×${w} tile per depth slice of the ${h}×${w}×${d} ` +
           "volume before it: what each class score adds up. Blue is negative, red positive.";
     const image = $("filters-image");
@@ -186,7 +188,7 @@ export class LayerDetail {
       image.dataset.src = url;
       image.src = url;
     }
-    image.alt = `The ${count} ${layer.kind === "conv" ? "filters" : "weight rows"} of ${layer.name}`;
+    image.alt = `The ${count} ${conv ? "filters" : "weight rows"} of ${layer.name}`;
     section.hidden = false;
   }
 
@@ -301,7 +303,7 @@ export class LayerDetail {
     const value = el("strong", "readout-value");
     value.id = "hover-value";
     if (entry?.values) {
-      const exact = entry.values[hover.row][hover.col][d];
+      const exact = entry.values.at(hover.row, hover.col, d);
       value.textContent = String(exact);
       Object.assign(value.dataset, { value: String(exact), row: hover.row, col: hover.col, depth: d });
     } else {

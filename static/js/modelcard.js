@@ -67,6 +67,7 @@ export function showModelCard(info) {
   fact("Model", `${info.id}: ${info.description}`);
   fact("Input", `${info.input.join("×")} · ${info.classes.length} classes`);
   fact("Test accuracy", info.trained && info.test_accuracy ? `${(100 * info.test_accuracy).toFixed(2)}%` : "not measured");
+  if (info.source) fact("Imported from", `${info.source.file} on ${String(info.source.imported).slice(0, 10)}`);
   if (training) {
     fact("Dataset", training.dataset);
     fact("Epochs", String(training.epochs));

@@ -14,6 +14,17 @@ const KIND_COLORS = {
   pool: "#e69f00",
   fc: "#cc79a7",
   softmax: "#f0e442",
+  // Imported models' kinds (model/extra_layers.py) take their family's colour.
+  conv2d: "#56b4e9",
+  maxpool: "#e69f00",
+  avgpool: "#e69f00",
+  gap: "#e69f00",
+  batchnorm: "#9ab8d8",
+  leakyrelu: "#2fbf8f",
+  sigmoid: "#2fbf8f",
+  tanh: "#2fbf8f",
+  flatten: "#cc79a7",
+  logsoftmax: "#f0e442",
 };
 const PAD = 8;
 

@@ -1,0 +1,117 @@
+"""An imported model served end to end: listed with its card, streamed layer by layer, its
+layers fetched again, exactly as the same network computes them through the Python API."""
+
+import base64
+import io
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+import model
+from app import stream
+from app.cli import main
+from app.main import create_app
+from app.settings import Settings
+from tests.images import encode, photo
+from tests.onnx_graphs import Graph, small_classifier
+
+
+def general_graph() -> Graph:
+    """A 3-channel 20x20 network of general kinds: rectangular conv, batchnorm, leaky relu,
+    depthwise conv, ceil-mode pool, global average pool, log-softmax."""
+    graph = Graph((1, 3, 20, 20), seed=11)
+    graph.conv(6, (3, 5), stride=2, pads=[1, 2, 1, 2]).batchnorm().op("LeakyRelu", alpha=0.1)
+    graph.conv(6, 3, pads=1, group=6)
+    graph.op("MaxPool", kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1).op("GlobalAveragePool")
+    return graph.op("Flatten").gemm(4).op("LogSoftmax", axis=1)
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    models_dir = tmp_path / "models"
+    for name, graph, extra in (
+        ("general", general_graph(), ["--classes", "w,x,y,z", "--mean", *["120"] * 3]),
+        ("grey", small_classifier(seed=2, channels=1, side=12), []),
+    ):
+        source = tmp_path / f"{name}.onnx"
+        source.write_bytes(graph.bytes())
+        if name == "general":
+            extra += ["--std", *["60"] * 3]
+        args = ["import", str(source), "--id", name, "--models-dir", str(models_dir), *extra]
+        assert main(args) == 0
+    app = create_app(Settings(runs_dir=tmp_path / "runs", models_dir=models_dir))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            client.models_dir = models_dir
+            yield client
+
+
+async def test_imported_models_are_listed_beside_the_shipped_ones(client):
+    models = {m["id"]: m for m in (await client.get("/api/models")).json()["models"]}
+    assert list(models) == ["cifar10", "mnist", "general", "grey"]
+    general = models["general"]
+    assert general["trained"] is True and general["test_accuracy"] is None
+    assert general["input"] == [20, 20, 3] and general["classes"] == ["w", "x", "y", "z"]
+    assert general["normalization"] == {"mean": [120.0] * 3, "std": [60.0] * 3}
+    assert general["source"]["file"] == "general.onnx" and general["source"]["opset"] == 13
+    assert general["source"]["imported"].startswith("20")
+    kinds = [layer["kind"] for layer in general["layers"]]
+    assert kinds == [
+        "conv2d",
+        "batchnorm",
+        "leakyrelu",
+        "conv2d",
+        "maxpool",
+        "gap",
+        "fc",
+        "logsoftmax",
+    ]
+    assert general["layers"][0]["pads"] == [1, 2, 1, 2] and general["layers"][3]["groups"] == 6
+    assert general["layers"][0]["summary"] == "CONV 3x5x6 /2 -> 10x10x6"
+    assert models["cifar10"]["source"] is None
+    page = await client.get("/")
+    assert '<option value="general">general</option>' in page.text
+
+
+async def test_an_imported_model_streams_and_serves_its_layers(client):
+    files = {"image": ("p.png", encode(photo(40, 30), "PNG"), "image/png")}
+    response = await client.post("/api/models/general/forward", files=files)
+    assert response.status_code == 200
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    run, layers, scores = lines[0], lines[1:-1], lines[-1]
+    assert run["type"] == "run" and run["model"] == "general" and run["layer_count"] == 8
+    assert [line["kind"] for line in layers][-2:] == ["fc", "logsoftmax"]
+    net = model.load(client.models_dir / "general.json")
+    pixels = np.frombuffer(base64.b64decode(run["input"]["data"]), np.uint8)
+    volumes = net.forward(net.preprocess(pixels.reshape(1, 20, 20, 3)))
+    for line, volume in zip(layers, volumes, strict=True):
+        assert line["shape"] == list(volume.shape[1:])
+        step = (line["scale"]["max"] - line["scale"]["min"]) / 510 * 1.001 + 1e-6
+        assert np.abs(stream.dequantize(line) - volume[0]).max() <= step
+    # log-softmax scores become probabilities, as a softmax's would
+    expected = np.exp(volumes[-1].ravel())
+    np.testing.assert_allclose(scores["probabilities"], expected, rtol=1e-5)
+    for index in (0, 3, 7):
+        exact = await client.get(f"/api/runs/{run['id']}/layers/{index}.npy")
+        assert exact.status_code == 200
+        array = np.load(io.BytesIO(exact.content))
+        np.testing.assert_array_equal(array, volumes[index][0])
+    png = await client.get(f"/api/runs/{run['id']}/layers/1.png")
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    weights = await client.get("/api/models/general/layers/0/weights")
+    assert weights.json()["shape"] == [6, 3, 3, 5]
+
+
+async def test_a_grey_import_reads_uploads_as_digits(client):
+    models = {m["id"]: m for m in (await client.get("/api/models")).json()["models"]}
+    assert models["grey"]["input"] == [12, 12, 1]
+    files = {"image": ("d.png", encode(photo(50, 50).convert("L"), "PNG"), "image/png")}
+    response = await client.post("/api/models/grey/forward", files=files)
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    assert lines[0]["input"]["shape"] == [12, 12, 1] and lines[-1]["type"] == "scores"
+    assert sum(lines[-1]["probabilities"]) == pytest.approx(1.0, abs=1e-5)
