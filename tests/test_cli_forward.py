@@ -40,7 +40,7 @@ def test_forward_mnist_with_a_colormap(tmp_path: Path) -> None:
     assert main(args) == 0
     pixels = np.asarray(Image.open(out / "00-conv1.png"))
     assert (pixels[..., 0] == pixels[..., 1]).all()  # gray
-    assert len(json.loads((out / "summary.json").read_text())["layers"]) == 8
+    assert len(json.loads((out / "summary.json").read_text())["layers"]) == 12  # 4 conv stages
 
 
 @pytest.mark.parametrize(

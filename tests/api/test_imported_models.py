@@ -53,7 +53,7 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
 
 async def test_imported_models_are_listed_beside_the_shipped_ones(client):
     models = {m["id"]: m for m in (await client.get("/api/models")).json()["models"]}
-    assert list(models) == ["cifar10", "mnist", "general", "grey"]
+    assert list(models) == ["cifar10", "mnist", "cs231n", "general", "grey"]
     general = models["general"]
     assert general["trained"] is True and general["test_accuracy"] is None
     assert general["input"] == [20, 20, 3] and general["classes"] == ["w", "x", "y", "z"]
