@@ -75,7 +75,7 @@ async def test_imported_models_are_listed_beside_the_shipped_ones(client):
     assert general["layers"][0]["summary"] == "CONV 3x5x6 /2 -> 10x10x6"
     assert models["cifar10"]["source"] is None
     page = await client.get("/")
-    assert '<option value="general">general</option>' in page.text
+    assert '<option value="general">general — ' in page.text
 
 
 async def test_an_imported_model_streams_and_serves_its_layers(client):
