@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pydantic import ValidationError
 
 from app import __version__
+from app.channels_cli import add_index_parser, add_visualize_parser
 from app.settings import Settings
 
 Subparsers = argparse._SubParsersAction  # argparse has no public name for it
@@ -251,6 +252,8 @@ SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     add_train_parser,
     add_eval_parser,
     add_forward_parser,
+    add_index_parser,
+    add_visualize_parser,
 ]
 
 

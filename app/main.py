@@ -9,7 +9,7 @@ from fastapi.staticfiles import StaticFiles
 from threadpoolctl import threadpool_limits
 
 from app import __version__, errors, imaging
-from app.api import docs, forward, health, models, pages, runs
+from app.api import channels, docs, forward, health, models, pages, runs
 from app.gate import ForwardGate
 from app.paths import STATIC_DIR
 from app.registry import Registry
@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models.router)
     app.include_router(forward.router)
     app.include_router(runs.router)
+    app.include_router(channels.router)
     app.include_router(docs.router)
     app.include_router(pages.router)
     app.mount(docs.ASSETS_URL, StaticFiles(directory=docs.SWAGGER_UI_DIR), name="docs-assets")

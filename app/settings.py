@@ -41,6 +41,15 @@ class Settings(BaseSettings):
     runs_dir: Path = Field(
         Path(tempfile.gettempdir()) / "convscope-runs", description="Where runs are stored."
     )
+    channels_dir: Path | None = Field(
+        None,
+        description="Folder holding each model's <id>.channels/ (top dataset patches, "
+        "precomputed visualisations); default: beside the shipped weights.",
+    )
+    channel_cache_dir: Path = Field(
+        Path(tempfile.gettempdir()) / "convscope-channels",
+        description="Where feature visualisations made on request are kept.",
+    )
     models: Annotated[tuple[str, ...], NoDecode] = Field(
         ("cifar10", "mnist"), description="Model ids to serve, comma-separated."
     )
