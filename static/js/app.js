@@ -6,6 +6,7 @@
  */
 
 import * as api from "./api.js";
+import { ChannelView } from "./channels.js";
 import { COLORMAPS, DIVERGING, SEQUENTIAL } from "./colormaps.js";
 import { LayerDetail } from "./detail.js";
 import { $, clamp } from "./dom.js";
@@ -39,6 +40,7 @@ const dirty = { boxes: new Set(), detail: false, slice: false, scores: false, in
 let frameRequested = false;
 let row;
 let detail;
+let channelView;
 
 const modelInfo = () => state.models.get(state.model);
 const layersOf = () => modelInfo()?.layers || [];
@@ -157,6 +159,7 @@ function frame() {
   if (dirty.input) drawInputViews(run);
   if (dirty.detail) renderDetail(run);
   if (dirty.slice || dirty.detail) detail.drawFocus(run, state.slice);
+  if (dirty.slice || dirty.detail) channelView.show(state.model, layersOf()[state.layer], state.slice);
   if (dirty.scores) drawScores(run, modelInfo().classes);
   dirty.input = dirty.detail = dirty.slice = dirty.scores = false;
   updateProgress(run);
@@ -433,6 +436,7 @@ async function main() {
       schedule();
     },
   });
+  channelView = new ChannelView($("channel-view"), { onSelectSlice: (d) => selectSlice(d) });
   setupColorControls();
   $("presenter-toggle").hidden = false;
   $("presenter-toggle").addEventListener("click", () => setPresenter(!state.presenter));
