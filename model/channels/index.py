@@ -38,17 +38,54 @@ class TopK:
 
     def add(self, volume: np.ndarray, first_image: int) -> None:
         n, h, w, d = volume.shape
-        values = np.ascontiguousarray(volume.reshape(-1, d).T)
+        flat = volume.reshape(-1, d)
+        offset = first_image * h * w
+        if self.values.shape[1] < self.k:
+            self._add_rows(flat, np.arange(d), offset)
+            return
+        # Once k are kept, only values above a channel's k-th can enter: an equal one comes
+        # later in (image, row, col) order, so it loses the tie. Most batches bring few.
+        found, channels = np.nonzero(flat > self.values[:, -1])
+        if len(channels) == 0:
+            return
+        counts = np.bincount(channels, minlength=d)
+        crowded = counts > 4 * self.k
+        if crowded.any():
+            self._add_rows(flat, np.flatnonzero(crowded), offset)
+            keep = ~crowded[channels]
+            found, channels, counts = found[keep], channels[keep], counts * ~crowded
+        if len(channels) == 0:
+            return
+        order = np.argsort(channels, kind="stable")  # by channel, positions still in order
+        found, channels = found[order], channels[order]
+        slots = np.arange(len(channels)) - (np.cumsum(counts) - counts)[channels]
+        values = np.full((d, counts.max()), -np.inf, np.float32)
+        positions = np.full((d, counts.max()), np.iinfo(np.int64).max, np.int64)
+        values[channels, slots] = flat[found, channels]
+        positions[channels, slots] = found + offset
+        self._merge(values, positions)
+
+    def _add_rows(self, flat: np.ndarray, rows: np.ndarray, offset: int) -> None:
+        """Merge the batch's own top k of channels `rows` (all of a channel's values)."""
+        values = np.ascontiguousarray(flat[:, rows].T)
         local = _batch_top(values, self.k)
-        batch_values = np.take_along_axis(values, local, axis=1)
-        self._merge(batch_values, local + first_image * h * w)
+        width = local.shape[1]
+        all_values = np.full((len(self.values), width), -np.inf, np.float32)
+        all_positions = np.full((len(self.values), width), np.iinfo(np.int64).max, np.int64)
+        all_values[rows] = np.take_along_axis(values, local, axis=1)
+        all_positions[rows] = local + offset
+        self._merge(all_values, all_positions)
 
     def _merge(self, values: np.ndarray, positions: np.ndarray) -> None:
         values = np.concatenate([self.values, values], axis=1)
         positions = np.concatenate([self.positions, positions], axis=1)
         order = np.lexsort((positions, -values), axis=1)[:, : self.k]
-        self.values = np.take_along_axis(values, order, axis=1)
-        self.positions = np.take_along_axis(positions, order, axis=1)
+        values = np.take_along_axis(values, order, axis=1)
+        positions = np.take_along_axis(positions, order, axis=1)
+        # Padding (-inf) never stays: there are always enough real values for k, or the
+        # layer has fewer than k positions so far, and then it is cut off here.
+        real = np.isfinite(values).all(axis=0)
+        self.values, self.positions = values[:, real], positions[:, real]
 
 
 def _batch_top(values: np.ndarray, k: int) -> np.ndarray:
