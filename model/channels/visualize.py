@@ -49,7 +49,7 @@ class VisSettings:
 
     steps: int = 256
     seed: int = 0
-    learning_rate: float = 0.05
+    learning_rate: float = 0.2  # Lucid: 0.05 at 224 px; 0.2 climbs higher at 32 px (BENCHMARKS.md)
     decay_power: float = 1.0
     decorrelate: bool = True
     jitter: float = 2.0  # pixels, each way
