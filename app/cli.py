@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pydantic import ValidationError
 
 from app import __version__
+from app.channels_cli import add_index_parser, add_visualize_parser
 from app.cli_import import add_import_parser
 from app.explain import add_explain_parser
 from app.settings import Settings
@@ -267,6 +268,8 @@ SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     add_forward_parser,
     add_explain_parser,
     add_import_parser,
+    add_index_parser,
+    add_visualize_parser,
 ]
 
 

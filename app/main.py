@@ -9,7 +9,7 @@ from fastapi.staticfiles import StaticFiles
 from threadpoolctl import threadpool_limits
 
 from app import __version__, errors, imaging
-from app.api import attributions, docs, forward, health, models, neurons, pages, runs
+from app.api import attributions, channels, docs, forward, health, models, neurons, pages, runs
 from app.gate import ForwardGate
 from app.mapcache import MapCache
 from app.models_dir import load_imported
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(runs.router)
     app.include_router(attributions.router)
     app.include_router(neurons.router)
+    app.include_router(channels.router)
     app.include_router(docs.router)
     app.include_router(pages.router)
     app.mount(docs.ASSETS_URL, StaticFiles(directory=docs.SWAGGER_UI_DIR), name="docs-assets")

@@ -51,6 +51,15 @@ class Settings(BaseSettings):
         default_factory=_default_models_dir,
         description="Where `convscope import` writes models; all of them are served.",
     )
+    channels_dir: Path | None = Field(
+        None,
+        description="Folder holding each model's <id>.channels/ (top dataset patches, "
+        "precomputed visualisations); default: beside the shipped weights.",
+    )
+    channel_cache_dir: Path = Field(
+        Path(tempfile.gettempdir()) / "convscope-channels",
+        description="Where feature visualisations made on request are kept.",
+    )
     models: Annotated[tuple[str, ...], NoDecode] = Field(
         ("cifar10", "mnist", "cs231n"), description="Model ids to serve, comma-separated."
     )

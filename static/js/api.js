@@ -142,3 +142,62 @@ export async function forward(modelId, image, { signal, onMessage }) {
   }
   emit(buffered + decoder.decode());
 }
+
+// --- channel views: top dataset patches and feature visualisations ------------------------------
+
+const channelBase = (modelId, layer, channel) =>
+  `/api/models/${encodeURIComponent(modelId)}/layers/${layer}/channels/${channel}`;
+
+export const getChannelsInfo = (modelId, signal) =>
+  getJson(`/api/models/${encodeURIComponent(modelId)}/channels`, signal);
+
+export const getChannelExamples = (modelId, layer, channel, signal) =>
+  getJson(`${channelBase(modelId, layer, channel)}/examples`, signal).then((body) => body.examples);
+
+/** One channel's visualisation as a Blob; ApiError (status 503 when busy) otherwise. */
+export async function getVisualizationPng(modelId, layer, channel, signal) {
+  let response;
+  try {
+    response = await fetch(`${channelBase(modelId, layer, channel)}/visualization.png`, { signal });
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw new ApiError("The server cannot be reached. Is it still running?");
+  }
+  if (!response.ok) throw await errorFrom(response);
+  return response.blob();
+}
+
+/** Follow a visualisation as it forms: onMessage({type: "frame" | "done", ...}) per line. */
+export async function streamVisualization(modelId, layer, channel, { signal, onMessage }) {
+  let response;
+  try {
+    response = await fetch(`${channelBase(modelId, layer, channel)}/visualization/stream`, {
+      signal,
+      headers: { Accept: "application/x-ndjson" },
+    });
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw new ApiError("The server cannot be reached. Is it still running?");
+  }
+  if (!response.ok) throw await errorFrom(response);
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffered = "";
+  const emit = (line) => {
+    if (!line.trim()) return;
+    const message = JSON.parse(line);
+    if (message.type === "error") throw new ApiError(message.detail || "The visualisation failed.");
+    onMessage(message);
+  };
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffered += decoder.decode(value, { stream: true });
+    let newline;
+    while ((newline = buffered.indexOf("\n")) >= 0) {
+      emit(buffered.slice(0, newline));
+      buffered = buffered.slice(newline + 1);
+    }
+  }
+  emit(buffered + decoder.decode());
+}

@@ -7,6 +7,7 @@
 
 import * as api from "./api.js";
 import { followPosition, neuronParam, parseNeuron } from "./arithmetic.js";
+import { ChannelView } from "./channels.js";
 import { COLORMAPS, DIVERGING, SEQUENTIAL } from "./colormaps.js";
 import { LayerDetail } from "./detail.js";
 import { $, clamp } from "./dom.js";
@@ -47,6 +48,7 @@ let why;
 let row;
 let detail;
 let neuronPanel;
+let channelView;
 
 const modelInfo = () => state.models.get(state.model);
 const layersOf = () => modelInfo()?.layers || [];
@@ -173,6 +175,7 @@ function frame() {
   if (dirty.input) drawInputViews(run);
   if (dirty.detail) renderDetail(run);
   if (dirty.slice || dirty.detail) detail.drawFocus(run, state.slice);
+  if (dirty.slice || dirty.detail) channelView.show(state.model, layersOf()[state.layer], state.slice);
   if (dirty.scores) {
     drawScores(run, modelInfo().classes);
     why.update(run, modelInfo());
@@ -513,6 +516,7 @@ async function main() {
     },
     onClose: () => setNeuron(null),
   });
+  channelView = new ChannelView($("channel-view"), { onSelectSlice: (d) => selectSlice(d) });
   setupColorControls();
   setupModelCard(modelInfo);
   why = new WhyView();

@@ -1,0 +1,89 @@
+"""Feature visualisation: exact adjoints, gradients against finite differences, the ascent
+raising the activation, and the same bytes for the same seed."""
+
+import numpy as np
+
+import model
+from model.channels import VisSettings, visualize, weights_sha256
+from model.channels.visualize import FourierImage, Warp, _channel_gradient
+from tests.channels.tiny import TINY_SPEC, tiny_network
+
+
+def test_fourier_backward_is_the_exact_adjoint_of_forward() -> None:
+    rng = np.random.default_rng(0)
+    for h, w in [(8, 8), (7, 9), (28, 28)]:
+        fourier = FourierImage(h, w, 3)
+        params = rng.standard_normal(fourier.shape)
+        grad = rng.standard_normal((h, w, 3))
+        lhs = (fourier.forward(params) * grad).sum()
+        rhs = (params * fourier.backward(grad)).sum()
+        np.testing.assert_allclose(lhs, rhs, rtol=1e-10)
+
+
+def test_warp_backward_is_the_adjoint_and_identity_is_identity() -> None:
+    rng = np.random.default_rng(1)
+    image = rng.random((9, 9, 3))
+    pad = np.array([0.2, 0.4, 0.6])
+    np.testing.assert_allclose(Warp(9, 9, 0.0, 1.0, (0.0, 0.0)).forward(image, pad), image)
+    shifted = Warp(9, 9, 0.0, 1.0, (1.0, 0.0)).forward(image, pad)
+    np.testing.assert_allclose(shifted[:-1], image[1:])  # reads one row down
+    np.testing.assert_allclose(shifted[-1], np.broadcast_to(pad, (9, 3)))  # past the edge
+    warp = Warp(9, 9, 0.1, 1.04, (0.7, -1.3))
+    grad = rng.standard_normal((9, 9, 3))
+    lhs = (warp.forward(image, np.zeros(3)) * grad).sum()
+    np.testing.assert_allclose(lhs, (image * warp.backward(grad)).sum(), rtol=1e-10)
+
+
+def test_channel_gradient_matches_finite_differences_in_float64() -> None:
+    net = model.build(TINY_SPEC, seed=3).astype(np.float64)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, 8, 8, 3))
+    for layer, channel in [(0, 1), (2, 0), (4, 2)]:
+
+        def objective(v, layer=layer, channel=channel):
+            for current in net.layers[: layer + 1]:
+                v = current.forward(v)
+            return v[0, :, :, channel].mean()
+
+        grad = _channel_gradient(net, layer, channel, x.copy())
+        for _ in range(6):
+            index = tuple(rng.integers(0, s) for s in x.shape)
+            step = np.zeros_like(x)
+            step[index] = 1e-6
+            numeric = (objective(x + step) - objective(x - step)) / 2e-6
+            np.testing.assert_allclose(grad[index], numeric, rtol=1e-4, atol=1e-8)
+
+
+def test_the_ascent_raises_the_activation_from_its_random_start() -> None:
+    net = tiny_network(dead=False)
+    settings = VisSettings(steps=48, frame_every=16)
+    for layer, channel in [(0, 0), (1, 2), (2, 3), (3, 1)]:
+        result = visualize(net, layer, channel, settings)
+        assert result.activation > result.start_activation + 0.5, (layer, channel)
+        assert result.frame_steps == [0, 16, 32, 48]
+        assert result.frames.shape == (4, 8, 8, 3) and result.frames.dtype == np.uint8
+        np.testing.assert_array_equal(result.frames[-1], result.image)
+        # The activation reported is that of the 8-bit image, as the network sees the PNG.
+        x = net.preprocess(result.image[None])
+        for current in net.layers[: layer + 1]:
+            x = current.forward(x)
+        assert result.activation == float(x[0, :, :, channel].mean())
+
+
+def test_the_same_seed_gives_the_same_bytes_and_another_seed_another_image() -> None:
+    net = tiny_network(dead=False)
+    settings = VisSettings(steps=24, seed=7)
+    first, second = visualize(net, 3, 0, settings), visualize(net, 3, 0, settings)
+    assert first.frames.tobytes() == second.frames.tobytes()
+    assert first.frame_activations == second.frame_activations
+    other = visualize(net, 3, 0, VisSettings(steps=24, seed=8))
+    assert other.image.tobytes() != first.image.tobytes()
+    assert settings.key() != VisSettings(steps=24, seed=8).key()
+
+
+def test_weights_hash_changes_with_any_weight() -> None:
+    net = tiny_network()
+    before = weights_sha256(net)
+    assert before == weights_sha256(tiny_network())
+    net.layers[3].params["bias"][0] += 1e-3
+    assert weights_sha256(net) != before
