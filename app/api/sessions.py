@@ -8,6 +8,7 @@ requests; no answer to anyone else contains it, and the join link does not."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -308,7 +309,11 @@ async def session_events(sessions: SessionsDep, code: str) -> StreamingResponse:
     return StreamingResponse(
         _events(sessions, code),
         media_type=EVENT_STREAM,
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        headers={
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+            "X-Worker-PID": str(os.getpid()),
+        },
     )
 
 

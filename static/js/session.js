@@ -243,7 +243,7 @@ function follow(code, { hooks, applyView, ownImage }) {
     document.body.dataset.following = String(on);
     const button = $("session-follow-toggle");
     button.setAttribute("aria-pressed", String(on));
-    button.textContent = on ? "Look around on my own" : "Follow the teacher";
+    button.title = on ? "Click to look around on your own" : "Click to see what the teacher shows again";
     if (ended) return;
     status(on ? "Following the teacher in" : "Looking around on your own; the teacher is in");
     if (on && latest) applyView(latest);
@@ -283,6 +283,7 @@ function follow(code, { hooks, applyView, ownImage }) {
     if (starting && following) setFollowing(false);
     const own = ownImage();
     $("session-send-button").disabled = !own;
+    $("session-send").hidden = !own;
     if (!own) return;
     const select = $("session-label");
     const prompt = own.drawn ? "what did you draw?" : "what is it? (optional)";
