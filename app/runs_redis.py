@@ -44,7 +44,10 @@ class RedisRunStore:
     def connect(cls, url: str, **budgets: Any) -> RedisRunStore:
         import redis
 
-        client = redis.Redis.from_url(url, socket_connect_timeout=5)
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=32, timeout=20, socket_connect_timeout=5
+        )
+        client = redis.Redis(connection_pool=pool)
         client.ping()
         return cls(client, **budgets)
 

@@ -42,6 +42,8 @@ PREFIX = "convscope:"
 SESSIONS = PREFIX + "sessions"
 CHANNELS = PREFIX + "events:*"
 RECONNECT_SECONDS = 1.0
+POOL_SIZE = 64
+POOL_WAIT_SECONDS = 20
 
 
 def _key(code: str, part: str = "") -> str:
@@ -69,7 +71,12 @@ class RedisBackend(SessionBackend):
         """Connected and subscribed; ConnectionError (redis-py's) if Redis is not there."""
         import redis.asyncio as redis
 
-        client = redis.Redis.from_url(url, socket_connect_timeout=5)
+        # A blocking pool: a burst of joining followers waits its turn for a connection
+        # instead of failing (redis-py's default pool refuses past its size).
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_SIZE, timeout=POOL_WAIT_SECONDS, socket_connect_timeout=5
+        )
+        client = redis.Redis(connection_pool=pool)
         await client.ping()
         backend = cls(client, limits)
         backend._listener = asyncio.create_task(backend._listen())
