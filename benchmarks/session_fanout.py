@@ -60,7 +60,15 @@ async def measure(port: int, count: int) -> dict[str, float]:
             asyncio.create_task(follower(port, code, s, r))
             for s, r in zip(seen, readies, strict=True)
         ]
-        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), LIMIT_SECONDS)
+        joined = asyncio.gather(*(r.wait() for r in readies))
+        try:
+            await asyncio.wait_for(joined, LIMIT_SECONDS)
+        except TimeoutError:
+            failed = [repr(t.exception()) for t in tasks if t.done() and t.exception()]
+            raise SystemExit(
+                f"{sum(r.is_set() for r in readies)} of {count} followers got the first "
+                f"event in {LIMIT_SECONDS} s; {len(failed)} failed, e.g. {failed[:3]}"
+            ) from None
         connect_s = time.perf_counter() - started
         held = (await client.get(f"/api/sessions/{code}")).json()["followers"]
         delays = []

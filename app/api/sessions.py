@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
@@ -23,7 +24,14 @@ from app.errors import error
 from app.registry import RegistryDep
 from app.runs import RunNotFound, RunStoreDep
 from app.sessions import codes, qr, wall
-from app.sessions.backend import Full, SessionBackend, SessionNotFound, WrongToken, now
+from app.sessions.backend import (
+    Follower,
+    Full,
+    SessionBackend,
+    SessionNotFound,
+    WrongToken,
+    now,
+)
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 
@@ -254,29 +262,32 @@ def _event(state: str, first: bool = False) -> bytes:
     return f"{retry}data: {state}\n\n".encode()
 
 
-async def _events(sessions: SessionBackend, code: str) -> AsyncIterator[bytes]:
+async def _events(
+    sessions: SessionBackend, code: str, follower: Follower, sent: str | None
+) -> AsyncIterator[bytes]:
     keepalive = sessions.limits.keepalive_seconds
     try:
-        async with sessions.follow(code, uuid.uuid4().hex) as follower:
-            sent = await sessions.state(code)
-            if sent is not None:
-                yield _event(sent, first=True)
-            else:
-                yield f"retry: {RECONNECT_MS}\n: no state yet\n\n".encode()
-            while True:
-                state = await follower.next(keepalive)
-                if follower.ended:
+        if sent is not None:
+            yield _event(sent, first=True)
+        else:
+            yield f"retry: {RECONNECT_MS}\n: no state yet\n\n".encode()
+        while True:
+            state = await follower.next(keepalive)
+            if follower.ended:
+                break
+            if state is None:
+                if not await sessions.still_open(code, follower):
                     break
-                if state is None:
-                    if not await sessions.still_open(code, follower):
-                        break
-                    yield b": keep-alive\n\n"
-                elif state != sent:
-                    yield _event(state)
-                    sent = state
-    except (SessionNotFound, Full):
-        pass
-    yield b'event: end\ndata: {"detail": "The session has ended."}\n\n'
+                yield b": keep-alive\n\n"
+            elif state != sent:
+                yield _event(state)
+                sent = state
+        yield b'event: end\ndata: {"detail": "The session has ended."}\n\n'
+    finally:
+        # Shielded: the client has gone and the stream is being cancelled, but its place
+        # must still be given back.
+        with anyio.CancelScope(shield=True):
+            await sessions.leave(code, follower)
 
 
 @router.get(
@@ -296,18 +307,13 @@ async def session_events(sessions: SessionsDep, code: str) -> StreamingResponse:
     """Follow the presenter: read with `new EventSource(url)`."""
     code = _code(code)
     try:
-        followers = await sessions.follower_count(code)
+        follower, state = await sessions.join(code, uuid.uuid4().hex)
     except SessionNotFound:
         raise _not_found(code) from None
-    if followers >= sessions.limits.max_followers:
-        raise _busy(
-            Full(
-                f"This session already has {followers} followers (CONVSCOPE_MAX_FOLLOWERS).",
-                retry_after=int(sessions.limits.keepalive_seconds) + 1,
-            )
-        )
+    except Full as full:
+        raise _busy(full) from None
     return StreamingResponse(
-        _events(sessions, code),
+        _events(sessions, code, follower, state),
         media_type=EVENT_STREAM,
         headers={
             "Cache-Control": "no-store",

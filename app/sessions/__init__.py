@@ -4,8 +4,9 @@ back to the presenter.
     backend = await open_backend(settings)       # in this process, or Redis when configured
     code, token = await backend.create()
     await backend.set_state(code, token, '{"layer": 3}')
-    async with backend.follow(code) as follower:  # what GET .../events streams
-        state = await follower.next(timeout=15)
+    follower, state = await backend.join(code, "f1")  # what GET .../events streams
+    state = await follower.next(timeout=15)           # the next one, or None after 15 s
+    await backend.leave(code, follower)
 
 `codes` makes the join codes and tokens, `backend` holds the interface and the local
 fan-out both implementations share, `memory` keeps sessions in this process (one worker),

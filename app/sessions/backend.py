@@ -19,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,8 +167,8 @@ class SessionBackend(ABC):
         """End the session now: followers are told, everything is forgotten."""
 
     @abstractmethod
-    async def _join(self, code: str, follower: Follower) -> None:
-        """Count a follower in (Full past max_followers)."""
+    async def _join(self, code: str, follower: Follower) -> str | None:
+        """Count a follower in (Full past max_followers); the current state."""
 
     @abstractmethod
     async def _leave(self, code: str, follower: Follower) -> None: ...
@@ -179,18 +177,20 @@ class SessionBackend(ABC):
         for code in self.hub.codes():
             self.hub.end(code)
 
-    @asynccontextmanager
-    async def follow(self, code: str, follower_id: str) -> AsyncIterator[Follower]:
-        """A follower of `code` for the block's duration. Registered before the block reads
-        the current state, so no state PUT in between is missed."""
+    async def join(self, code: str, follower_id: str) -> tuple[Follower, str | None]:
+        """A new follower of `code` and the current state. It is registered before the
+        state is read, so no state PUT in between is missed. Call `leave` when it goes."""
         follower = Follower(follower_id)
-        await self._join(code, follower)
         self.hub.add(code, follower)
         try:
-            yield follower
-        finally:
+            return follower, await self._join(code, follower)
+        except BaseException:
             self.hub.remove(code, follower)
-            await self._leave(code, follower)
+            raise
+
+    async def leave(self, code: str, follower: Follower) -> None:
+        self.hub.remove(code, follower)
+        await self._leave(code, follower)
 
 
 def now() -> float:

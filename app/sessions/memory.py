@@ -86,14 +86,15 @@ class MemoryBackend(SessionBackend):
         self._get(code)
         return self.hub.count(code)
 
-    async def _join(self, code: str, follower: Follower) -> None:
-        self._get(code)
-        if self.hub.count(code) >= self.limits.max_followers:
+    async def _join(self, code: str, follower: Follower) -> str | None:
+        session = self._get(code)
+        if self.hub.count(code) > self.limits.max_followers:  # it counts itself already
             raise Full(
                 f"This session already has {self.limits.max_followers} followers "
                 "(CONVSCOPE_MAX_FOLLOWERS).",
                 retry_after=self.limits.keepalive_seconds.__ceil__(),
             )
+        return session.state
 
     async def _leave(self, code: str, follower: Follower) -> None:
         pass

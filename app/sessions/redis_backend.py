@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from app.sessions import codes
@@ -42,8 +44,18 @@ PREFIX = "convscope:"
 SESSIONS = PREFIX + "sessions"
 CHANNELS = PREFIX + "events:*"
 RECONNECT_SECONDS = 1.0
-POOL_SIZE = 64
-POOL_WAIT_SECONDS = 20
+# A burst of a whole class joining at once waits its turn here rather than failing with
+# redis-py's "Too many connections" (its blocking pool lost waiters under such a burst).
+COMMANDS_AT_ONCE = 64
+
+
+def _limited(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(method)
+    async def limited(self: RedisBackend, *args: Any, **kwargs: Any) -> Any:
+        async with self._slots:
+            return await method(self, *args, **kwargs)
+
+    return limited
 
 
 def _key(code: str, part: str = "") -> str:
@@ -65,18 +77,17 @@ class RedisBackend(SessionBackend):
         self.worker = uuid.uuid4().hex[:12]
         self._listener: asyncio.Task | None = None
         self._subscribed = asyncio.Event()
+        self._slots = asyncio.Semaphore(COMMANDS_AT_ONCE)
 
     @classmethod
     async def connect(cls, url: str, limits: Limits) -> RedisBackend:
         """Connected and subscribed; ConnectionError (redis-py's) if Redis is not there."""
         import redis.asyncio as redis
 
-        # A blocking pool: a burst of joining followers waits its turn for a connection
-        # instead of failing (redis-py's default pool refuses past its size).
-        pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=POOL_SIZE, timeout=POOL_WAIT_SECONDS, socket_connect_timeout=5
+        # The pool has room for every command `_limited` lets through, plus pub/sub.
+        client = redis.Redis.from_url(
+            url, max_connections=COMMANDS_AT_ONCE + 8, socket_connect_timeout=5
         )
-        client = redis.Redis(connection_pool=pool)
         await client.ping()
         backend = cls(client, limits)
         backend._listener = asyncio.create_task(backend._listen())
@@ -139,6 +150,7 @@ class RedisBackend(SessionBackend):
             raise SessionNotFound(code)
         return stored.decode()
 
+    @_limited
     async def create(self) -> tuple[str, str]:
         await self.client.zremrangebyscore(SESSIONS, "-inf", now())
         if await self.client.zcard(SESSIONS) >= self.limits.max_sessions:
@@ -158,11 +170,13 @@ class RedisBackend(SessionBackend):
         await self._touch(code)
         return code, token
 
+    @_limited
     async def authorize(self, code: str, token: str) -> None:
         if not codes.token_matches(token, await self._token_hash(code)):
             raise WrongToken(code)
         await self._touch(code)
 
+    @_limited
     async def set_state(self, code: str, state: str) -> None:
         await self._token_hash(code)
         async with self.client.pipeline(transaction=True) as pipe:
@@ -170,6 +184,7 @@ class RedisBackend(SessionBackend):
             pipe.publish(_channel(code), b"s" + state.encode())
             await pipe.execute()
 
+    @_limited
     async def state(self, code: str) -> str | None:
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.exists(_key(code))
@@ -185,6 +200,7 @@ class RedisBackend(SessionBackend):
     def _stale(self) -> float:
         return now() - 3 * self.limits.keepalive_seconds
 
+    @_limited
     async def still_open(self, code: str, follower: Follower) -> bool:
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.exists(_key(code))
@@ -192,29 +208,46 @@ class RedisBackend(SessionBackend):
             exists, _ = await pipe.execute()
         return bool(exists)
 
+    @_limited
     async def follower_count(self, code: str) -> int:
-        await self._token_hash(code)
-        return await self.client.zcount(_key(code, "followers"), self._stale(), "+inf")
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.exists(_key(code))
+            pipe.zcount(_key(code, "followers"), self._stale(), "+inf")
+            exists, count = await pipe.execute()
+        if not exists:
+            raise SessionNotFound(code)
+        return count
 
-    async def _join(self, code: str, follower: Follower) -> None:
-        await self._token_hash(code)
+    @_limited
+    async def _join(self, code: str, follower: Follower) -> str | None:
         key = _key(code, "followers")
-        await self.client.zremrangebyscore(key, "-inf", self._stale())
-        if await self.client.zcard(key) >= self.limits.max_followers:
+        # One round trip: a burst of a whole class joining at once stays cheap.
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.exists(_key(code))
+            pipe.zremrangebyscore(key, "-inf", self._stale())
+            pipe.zcard(key)
+            pipe.zadd(key, {self._member(follower): now()})
+            pipe.expire(key, int(self.limits.idle_seconds))
+            pipe.get(_key(code, "state"))
+            exists, _, before, _, _, state = await pipe.execute()
+        if not exists:
+            await self.client.zrem(key, self._member(follower))
+            raise SessionNotFound(code)
+        if before >= self.limits.max_followers:
+            await self.client.zrem(key, self._member(follower))
             raise Full(
                 f"This session already has {self.limits.max_followers} followers "
                 "(CONVSCOPE_MAX_FOLLOWERS).",
                 retry_after=self.limits.keepalive_seconds.__ceil__(),
             )
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.zadd(key, {self._member(follower): now()})
-            pipe.expire(key, int(self.limits.idle_seconds))
-            await pipe.execute()
+        return state.decode() if state is not None else None
 
+    @_limited
     async def _leave(self, code: str, follower: Follower) -> None:
         with contextlib.suppress(Exception):  # Redis gone: the entry goes stale by itself
             await self.client.zrem(_key(code, "followers"), self._member(follower))
 
+    @_limited
     async def add_submission(self, code: str, entry: dict[str, Any], png: bytes) -> None:
         await self._token_hash(code)
         wall, pngs = _key(code, "wall"), _key(code, "pngs")
@@ -231,10 +264,12 @@ class RedisBackend(SessionBackend):
                 await self.client.hdel(pngs, *ids)
         await self._touch(code)
 
+    @_limited
     async def submissions(self, code: str) -> list[dict[str, Any]]:
         await self._token_hash(code)
         return [json.loads(item) for item in await self.client.lrange(_key(code, "wall"), 0, -1)]
 
+    @_limited
     async def submission_png(self, code: str, entry_id: str) -> bytes:
         await self._token_hash(code)
         png = await self.client.hget(_key(code, "pngs"), entry_id)
@@ -242,6 +277,7 @@ class RedisBackend(SessionBackend):
             raise KeyError(entry_id)
         return png
 
+    @_limited
     async def end(self, code: str) -> None:
         await self._token_hash(code)
         async with self.client.pipeline(transaction=True) as pipe:

@@ -127,7 +127,6 @@ function applyView(view) {
     if (Number.isInteger(view.slice)) selectSlice(view.slice);
     const neuron = view.neuron;
     detail.setHover(neuron && Number.isInteger(neuron.row) ? { row: neuron.row, col: neuron.col } : null);
-    if (typeof view.presenter === "boolean" && view.presenter !== state.presenter) setPresenter(view.presenter);
   } finally {
     applyingView = false;
   }

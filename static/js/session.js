@@ -37,6 +37,7 @@ function present({ hooks, currentView, applyView, showImage, showError }) {
   let session = null;
   let sending = false;
   let again = false;
+  let lastSent = null;
   let poll = null;
   const shownEntries = new Map();
 
@@ -46,10 +47,15 @@ function present({ hooks, currentView, applyView, showImage, showError }) {
       again = true;
       return;
     }
+    const view = currentView();
+    const text = JSON.stringify(view);
+    if (text === lastSent) return;
     sending = true;
     try {
-      await sessions.putState(session.code, session.token, currentView());
-      document.body.dataset.sessionPublished = String(Date.now());
+      const sentAt = performance.timeOrigin + performance.now();
+      await sessions.putState(session.code, session.token, view);
+      lastSent = text;
+      document.body.dataset.sessionSentAt = String(sentAt);
     } catch (error) {
       if (error.status === 404 || error.status === 403) stop(`The class session ended: ${error.message}`);
       else showError(error.message);
@@ -128,6 +134,7 @@ function present({ hooks, currentView, applyView, showImage, showError }) {
     $("session-dialog-qr").src = sessions.qrUrl(session.code);
     document.body.dataset.session = session.code;
     hooks.onChange = publish;
+    lastSent = null;
     publish();
     refreshWall();
     poll = setInterval(refreshWall, WALL_POLL_MS);
@@ -255,7 +262,10 @@ function follow(code, { hooks, applyView, ownImage }) {
   events.onmessage = (event) => {
     latest = JSON.parse(event.data);
     document.body.dataset.sessionViews = String(Number(document.body.dataset.sessionViews || 0) + 1);
-    if (following) applyView(latest);
+    if (following) {
+      applyView(latest);
+      document.body.dataset.sessionAppliedAt = String(performance.timeOrigin + performance.now());
+    }
   };
   events.addEventListener("end", () => {
     events.close();

@@ -162,19 +162,19 @@ async def test_ending_a_session_needs_the_token_and_forgets_it(client) -> None:
 
 
 async def test_a_quiet_session_expires(settings: Settings) -> None:
-    app = create_app(settings.model_copy(update={"session_idle_seconds": 1}))
+    app = create_app(settings.model_copy(update={"session_idle_seconds": 2}))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             code, token = await new_session(client)
-            await asyncio.sleep(0.6)
+            await asyncio.sleep(1)
             # The presenter's PUT keeps it alive...
             put = await client.put(f"/api/sessions/{code}/state", json={}, headers=bearer(token))
             assert put.status_code == 204
-            await asyncio.sleep(0.6)
+            await asyncio.sleep(1)
             assert (await client.get(f"/api/sessions/{code}")).status_code == 200
             # ...and a quiet period ends it.
-            await asyncio.sleep(1.6)
+            await asyncio.sleep(3)
             assert (await client.get(f"/api/sessions/{code}")).status_code == 404
             put = await client.put(f"/api/sessions/{code}/state", json={}, headers=bearer(token))
             assert put.status_code == 404
