@@ -84,7 +84,7 @@ async def measure(port: int, count: int) -> dict[str, float]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await client.delete(f"/api/sessions/{code}", headers=auth)
+        await client.post(f"/api/sessions/{code}/end", headers=auth)
     return {
         "followers": count,
         "held": held,

@@ -25,7 +25,7 @@ export const createSession = () => call("/api/sessions", { method: "POST" });
 export const getSession = (code) => call(base(code));
 export const putState = (code, token, view) => call(`${base(code)}/state`, { method: "PUT", token, body: view });
 export const getWall = (code, token) => call(`${base(code)}/wall`, { token });
-export const endSession = (code, token) => call(base(code), { method: "DELETE", token });
+export const endSession = (code, token) => call(`${base(code)}/end`, { method: "POST", token });
 export const submit = (code, entry) => call(`${base(code)}/submissions`, { method: "POST", body: entry });
 export const eventsUrl = (code) => `${base(code)}/events`;
 export const qrUrl = (code) => `${base(code)}/qr.svg`;

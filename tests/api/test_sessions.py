@@ -110,7 +110,7 @@ async def test_unknown_or_malformed_codes_are_404(client, code: str) -> None:
         await client.get(f"/api/sessions/{code}"),
         await client.get(f"/api/sessions/{code}/events"),
         await client.get(f"/api/sessions/{code}/wall", headers=bearer(token)),
-        await client.delete(f"/api/sessions/{code}", headers=bearer(token)),
+        await client.post(f"/api/sessions/{code}/end", headers=bearer(token)),
         await client.get(f"/api/sessions/{code}/qr.svg"),
         await client.post(f"/api/sessions/{code}/submissions", json={"run": "0" * 32}),
     ]:
@@ -153,9 +153,11 @@ async def test_sessions_are_bounded_with_retry_after(client) -> None:
 
 async def test_ending_a_session_needs_the_token_and_forgets_it(client) -> None:
     code, token = await new_session(client)
-    assert (await client.delete(f"/api/sessions/{code}")).status_code == 401
-    assert (await client.delete(f"/api/sessions/{code}", headers=bearer("x"))).status_code == 403
-    assert (await client.delete(f"/api/sessions/{code}", headers=bearer(token))).status_code == 204
+    assert (await client.post(f"/api/sessions/{code}/end")).status_code == 401
+    assert (await client.post(f"/api/sessions/{code}/end", headers=bearer("x"))).status_code == 403
+    assert (
+        await client.post(f"/api/sessions/{code}/end", headers=bearer(token))
+    ).status_code == 204
     assert (await client.get(f"/api/sessions/{code}")).status_code == 404
     again = await client.put(f"/api/sessions/{code}/state", json={}, headers=bearer(token))
     assert again.status_code == 404
@@ -406,7 +408,7 @@ async def test_followers_get_the_current_state_first_then_each_new_one(live: str
             assert "data" not in await early_events.next(timeout=2 * KEEPALIVE + 1)
 
             # The presenter ends the session: followers are told, and the stream closes.
-            await client.delete(f"/api/sessions/{code}", headers=bearer(token))
+            await client.post(f"/api/sessions/{code}/end", headers=bearer(token))
             event = await early_events.next()
             while event.get("event") != "end":
                 event = await early_events.next()
