@@ -9,7 +9,20 @@ from fastapi.staticfiles import StaticFiles
 from threadpoolctl import threadpool_limits
 
 from app import __version__, errors, imaging
-from app.api import attributions, channels, docs, forward, health, models, neurons, pages, runs
+from app.api import (
+    attributions,
+    channels,
+    docs,
+    forward,
+    health,
+    models,
+    neurons,
+    pages,
+    replay,
+    runs,
+    session_pages,
+    sessions,
+)
 from app.gate import ForwardGate
 from app.mapcache import MapCache
 from app.models_dir import load_imported
@@ -17,6 +30,7 @@ from app.paths import STATIC_DIR
 from app.registry import Registry
 from app.runs import RunStore
 from app.security import SecurityHeadersMiddleware
+from app.sessions import connect
 from app.settings import Settings
 from model.malloc import limit_arenas
 
@@ -36,12 +50,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.registry = Registry.load(settings.models)
         app.state.registry.models.update(load_imported(settings.models_dir, skip=settings.models))
-        app.state.run_store = RunStore(
-            settings.runs_dir,
-            max_runs=settings.run_cache_runs,
-            max_bytes=settings.run_cache_bytes,
-            ttl_seconds=settings.run_ttl_seconds,
+        # With CONVSCOPE_REDIS_URL, runs and sessions live in Redis (app/sessions/connect.py).
+        app.state.run_store = (
+            connect.open_redis_runs(settings)
+            if settings.redis_url
+            else RunStore(
+                settings.runs_dir,
+                max_runs=settings.run_cache_runs,
+                max_bytes=settings.run_cache_bytes,
+                ttl_seconds=settings.run_ttl_seconds,
+            )
         )
+        app.state.sessions = await connect.open_sessions(settings)
         app.state.forward_gate = ForwardGate(settings.max_concurrent_forwards)
         app.state.map_cache = MapCache()
         imaging.configure_pillow(settings.max_pixels)
@@ -56,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
         finally:
             app.state.forward_gate.close()
+            await app.state.sessions.close()
 
     app = FastAPI(
         title="ConvScope",
@@ -78,6 +99,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(channels.router)
     app.include_router(docs.router)
     app.include_router(pages.router)
+    app.include_router(replay.router)
+    app.include_router(sessions.router)
+    app.include_router(session_pages.router)
     app.mount(docs.ASSETS_URL, StaticFiles(directory=docs.SWAGGER_UI_DIR), name="docs-assets")
     # check_dir=False: a bare checkout may not have static/ yet; the API still starts.
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")

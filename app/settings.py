@@ -64,6 +64,24 @@ class Settings(BaseSettings):
         ("cifar10", "mnist", "cs231n"), description="Model ids to serve, comma-separated."
     )
 
+    # Classroom sessions (app/sessions): bounds, and Redis for several workers or machines.
+    redis_url: str | None = Field(
+        None,
+        description="Redis for sessions and runs, e.g. redis://127.0.0.1:6379/0; "
+        "unset: both live in this process (one worker).",
+    )
+    session_idle_seconds: PositiveInt = Field(
+        7200, description="A session nobody presents to or sends to for this long expires."
+    )
+    max_sessions: PositiveInt = Field(100, description="Class sessions held at once.")
+    max_followers: PositiveInt = Field(500, description="Followers of one session at once.")
+    max_submissions: PositiveInt = Field(
+        200, description="Images kept on one session's wall (the oldest go first)."
+    )
+    session_keepalive_seconds: PositiveFloat = Field(
+        15, description="A comment is sent to each follower this often, so proxies keep it open."
+    )
+
     @field_validator("models", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:

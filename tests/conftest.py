@@ -160,3 +160,51 @@ def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context()
     yield context.new_page()
     context.close()
+
+
+INSTALL_REDIS = "install Redis: apt-get install -y redis-server"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """A real redis-server of our own on a free port (no disk), its URL. Without the
+    binary: skip locally, fail in CI (as the browser tests do)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if _in_ci():
+            pytest.fail(f"Redis tests must run in CI; {INSTALL_REDIS}")
+        pytest.skip(INSTALL_REDIS)
+    port = _free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"redis-server did not start on port {port}")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The test Redis, emptied for this test."""
+    with socket.create_connection(
+        ("127.0.0.1", int(redis_server.split(":")[2].split("/")[0]))
+    ) as s:
+        s.sendall(b"FLUSHALL\r\n")
+        s.recv(16)
+    return redis_server

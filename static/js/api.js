@@ -4,6 +4,8 @@
  * TextDecoder), so the page can draw each layer the moment the server sends it.
  */
 
+export { errorFrom };
+
 export class ApiError extends Error {
   constructor(detail, status = 0) {
     super(detail);
@@ -117,7 +119,28 @@ export async function forward(modelId, image, { signal, onMessage }) {
     throw new ApiError("The server cannot be reached. Is it still running?");
   }
   if (!response.ok) throw await errorFrom(response);
+  await readLines(response, onMessage);
+}
 
+/** A stored run again, as the same lines forward() reads (GET /api/runs/{id}/stream). */
+export async function replay(runId, { signal, onMessage }) {
+  let response;
+  try {
+    response = await fetch(`/api/runs/${encodeURIComponent(runId)}/stream`, {
+      signal,
+      headers: { Accept: "application/x-ndjson" },
+    });
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw new ApiError("The server cannot be reached. Is it still running?");
+  }
+  if (!response.ok) throw await errorFrom(response);
+  await readLines(response, onMessage);
+}
+
+export const runInputUrl = (runId) => `/api/runs/${encodeURIComponent(runId)}/input.png?scale=8`;
+
+async function readLines(response, onMessage) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffered = "";

@@ -16,6 +16,7 @@ import { setupModelCard } from "./modelcard.js";
 import { modelFacts, withBorrowedSamples } from "./modelfacts.js";
 import { NetworkRow } from "./network.js";
 import { NeuronPanel } from "./neuron.js";
+import { setupSession } from "./session.js";
 import { drawInputViews, drawScores } from "./scores.js";
 import { channelPalette, colorScale, faceCanvases, inputCanvas, inputVolume } from "./volume.js";
 import { WhyView } from "./why.js";
@@ -81,6 +82,71 @@ function writeUrl() {
   if (state.neuron) params.set("neuron", neuronParam(state.neuron));
   const url = `${location.pathname}?${params}`;
   if (url !== location.pathname + location.search) history.replaceState(null, "", url);
+  notifyView();
+}
+
+// --- the view a class session shares (session.js) ------------------------------------------------
+
+const session = { onChange: null, onOwnImage: null };
+let applyingView = false;
+
+function notifyView() {
+  if (session.onChange && !applyingView) session.onChange();
+}
+
+/** What a follower needs to show the same thing: a sample is made again on the follower's
+ * page; any other image is the presenter's stored run, read again once its scores arrived. */
+function currentView() {
+  const run = currentRun();
+  return {
+    model: state.model,
+    sample: state.sample,
+    run: !state.sample && run?.scores ? run.replayOf || run.id : null,
+    layer: state.layer,
+    slice: state.slice,
+    neuron: detail.hover ? { row: detail.hover.row, col: detail.hover.col } : null,
+    tab: document.querySelector('[role="tab"][aria-selected="true"]')?.id || null,
+    presenter: state.presenter,
+    sequential: state.sequential,
+    diverging: state.diverging,
+    scale: state.scale,
+  };
+}
+
+/** The page's own image (not one a session showed it), ready to send to the class. */
+function ownImage() {
+  const run = currentRun();
+  if (!run?.id || !run.scores || run.fromSession) return null;
+  return { run: run.id, model: run.model, classes: run.classes, drawn: run.isDrawing };
+}
+
+function applyView(view) {
+  applyingView = true;
+  try {
+    if (view.model && view.model !== state.model && state.models.has(view.model)) setModel(view.model);
+    const run = currentRun();
+    if (view.sample && view.sample !== state.sample) {
+      const sample = state.samples.find((s) => s.id === view.sample);
+      if (sample) pickSample(sample, { fromSession: true });
+    } else if (!view.sample && view.run && run?.id !== view.run && run?.replayOf !== view.run) {
+      const file = new Blob([], { type: "application/x-ndjson" });
+      startRun(file, { replay: view.run, url: api.runInputUrl(view.run), model: view.model, fromSession: true });
+    }
+    for (const key of ["sequential", "diverging", "scale"]) {
+      if (view[key] && view[key] !== state[key]) {
+        state[key] = view[key];
+        if (key === "scale") for (const r of document.querySelectorAll('input[name="scale"]')) r.checked = r.value === view.scale;
+        else $(`${key}-select`).value = view[key];
+        markAllDirty();
+      }
+    }
+    if (Number.isInteger(view.layer)) selectLayer(view.layer);
+    if (Number.isInteger(view.slice)) selectSlice(view.slice);
+    const neuron = view.neuron;
+    detail.setHover(neuron && Number.isInteger(neuron.row) ? { row: neuron.row, col: neuron.col } : null);
+  } finally {
+    applyingView = false;
+  }
 }
 
 // --- drawing, once per frame ----------------------------------------------------------------------
@@ -244,6 +310,8 @@ function receive(run, message) {
     run.scores = message;
     dirty.scores = dirty.neuron = true;
     requestValues(state.layer);
+    notifyView();
+    if (!run.fromSession) session.onOwnImage?.();
   }
   schedule();
 }
@@ -257,6 +325,7 @@ async function startRun(file, info = {}) {
   if (state.run?.ownsUrl) URL.revokeObjectURL(state.run.originalUrl);
   state.sample = info.sampleId || null;
   markSampleSelected();
+  if (!info.fromSession) session.onOwnImage?.(true);
   writeUrl();
   hideError();
   const run = {
@@ -273,6 +342,9 @@ async function startRun(file, info = {}) {
     originalUrl: info.url || URL.createObjectURL(file),
     ownsUrl: !info.url,
     done: false,
+    replayOf: info.replay || null,
+    fromSession: Boolean(info.fromSession),
+    isDrawing: info.source === "drawing",
   };
   state.run = run;
   why.reset();
@@ -282,7 +354,8 @@ async function startRun(file, info = {}) {
   setStatus(`Sending the image to ${state.model}…`, true);
   markAllDirty();
   try {
-    await api.forward(run.model, file, { signal: run.controller.signal, onMessage: (m) => receive(run, m) });
+    const reading = { signal: run.controller.signal, onMessage: (m) => receive(run, m) };
+    await (info.replay ? api.replay(info.replay, reading) : api.forward(run.model, file, reading));
     if (state.run === run && !run.scores) throw new api.ApiError("The server ended the run before the scores.");
   } catch (error) {
     if (error.name === "AbortError" || state.run !== run) return;
@@ -304,14 +377,14 @@ function markSampleSelected() {
   }
 }
 
-async function pickSample(sample) {
+async function pickSample(sample, extra = {}) {
   performance.mark(MARK.chosen);
   state.sample = sample.id;
   markSampleSelected();
   try {
     const file = await sampleBlob(sample);
     if (state.sample !== sample.id) return;
-    await startRun(file, { sampleId: sample.id, url: sample.url, model: sample.model, marked: true });
+    await startRun(file, { sampleId: sample.id, url: sample.url, model: sample.model, marked: true, ...extra });
   } catch (error) {
     showError(error.message);
   }
@@ -398,6 +471,7 @@ function setPresenter(on) {
     markAllDirty();
     detail.volume3d.requestDraw();
   });
+  notifyView();
 }
 
 function onKey(event) {
@@ -475,6 +549,7 @@ function setupColorControls() {
     select.addEventListener("change", () => {
       state[key] = select.value;
       markAllDirty();
+      notifyView();
     });
   };
   fill($("sequential-select"), SEQUENTIAL, "sequential");
@@ -484,6 +559,7 @@ function setupColorControls() {
       state.scale = radio.value;
       dirty.detail = true;
       schedule();
+      notifyView();
     });
   }
 }
@@ -506,6 +582,7 @@ async function main() {
     onChange: () => {
       dirty.slice = true;
       schedule();
+      notifyView();
     },
     onPick: (r, c) => setNeuron({ row: r, col: c }),
   });
@@ -562,6 +639,8 @@ async function main() {
   else if (fromUrl.sample) {
     showError(`This link names a sample, "${fromUrl.sample}", that this server does not have: pick one from the gallery.`);
   }
+  const showImage = (file, model) => startRun(file, { model });
+  setupSession({ hooks: session, currentView, applyView, ownImage, showImage, showError });
 }
 
 main();

@@ -1,0 +1,53 @@
+"""GET /api/runs/{id}/stream: a stored run again, as the same NDJSON lines the forward
+route sent (app/stream.py), so a follower's page draws the presenter's run exactly, layer
+by layer, with the drawing code it already has, whichever worker made the run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import StreamingResponse
+
+from app import stream
+from app.errors import error
+from app.runs import RunNotFound, RunStoreDep, StoredRun
+
+router = APIRouter(prefix="/api/runs", tags=["runs"])
+
+
+def _lines(run: StoredRun) -> Iterator[bytes]:
+    meta = run.meta
+    yield stream.run_line(
+        meta["id"], meta["model"], meta["trained"], meta["classes"], run.layer_count, run.pixels()
+    )
+    for layer in meta["layers"]:
+        volume = run.layer(layer["index"])
+        yield stream.layer_line(
+            layer["index"], layer["name"], layer["kind"], volume, 0.0, layer["stats"]
+        )
+    yield stream.scores_line(np.array(meta["probabilities"]), meta["top"], 0.0)
+
+
+@router.get(
+    "/{run_id}/stream",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {stream.MEDIA_TYPE: {}},
+            "description": "The run's NDJSON lines, as POST /api/models/{id}/forward sent them.",
+        },
+        404: error("No such run (or it expired)."),
+    },
+)
+def replay_run(store: RunStoreDep, run_id: str) -> StreamingResponse:
+    """A stored run again, as the forward route's stream (run, each layer, scores)."""
+    try:
+        with store.open(run_id) as run:
+            lines = list(_lines(run))
+    except RunNotFound:
+        raise HTTPException(
+            404, f"Run {run_id} is not here: it never existed or has expired."
+        ) from None
+    return StreamingResponse(iter(lines), media_type=stream.MEDIA_TYPE)
