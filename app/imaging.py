@@ -3,10 +3,10 @@
     pixels = imaging.prepare(data, net.input_shape, digits=False, max_pixels=16_800_000)
 
 Decoding is defensive: only the formats below are opened (never EPS, which would run
-Ghostscript), the size and the aspect ratio are checked from the header before any pixel
-is decoded, a JPEG's markers are walked first (app/jpeg_scan.py bounds its segments and
-scans), and every failure becomes an `ImageError` carrying an HTTP status and a sentence
-for the person who sent the file.
+Ghostscript), a JPEG's markers or a PNG's chunks are walked first (app/prescan.py bounds
+their segments, chunks and scans), the size and the aspect ratio are checked from the
+header before any pixel is decoded, and every failure becomes an `ImageError` carrying an
+HTTP status and a sentence for the person who sent the file.
 
 The decoder sees only what the tiny input needs: a JPEG is decoded at 1/2 to 1/8 scale
 (draft mode), anything larger is box-reduced (`Image.reduce`) to a few times the input's
@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 from PIL import ExifTags, Image, ImageCms
 
-from app import jpeg_scan
+from app import prescan
 
 # JPEG includes MPO, the multi-picture JPEG some cameras write.
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
@@ -79,11 +79,12 @@ def open_image(data: bytes, max_pixels: int, max_aspect: float = MAX_ASPECT) -> 
     """Open (not decode) an upload and check its size and shape; raises ImageError."""
     if not data:
         raise ImageError(422, "The uploaded file is empty.")
-    if jpeg_scan.is_jpeg(data):
-        try:
-            jpeg_scan.check(data)
-        except jpeg_scan.ScanError as error:
-            raise ImageError(error.status, error.detail) from None
+    try:
+        declared = prescan.check(data)
+    except prescan.ScanError as error:
+        raise ImageError(error.status, error.detail) from None
+    if declared:
+        _check_size(*declared, max_pixels, max_aspect)
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -96,7 +97,11 @@ def open_image(data: bytes, max_pixels: int, max_aspect: float = MAX_ASPECT) -> 
         raise ImageError(
             422, f"The image's header is damaged or cut short: {_reason(error)}."
         ) from None
-    width, height = image.size
+    _check_size(*image.size, max_pixels, max_aspect)
+    return image
+
+
+def _check_size(width: int, height: int, max_pixels: int, max_aspect: float) -> None:
     if width < 1 or height < 1:
         raise ImageError(422, f"The image has no pixels ({width}x{height}).")
     if width * height > max_pixels:
@@ -111,7 +116,6 @@ def open_image(data: bytes, max_pixels: int, max_aspect: float = MAX_ASPECT) -> 
             f"The image is {width}x{height}, more than {max_aspect:g} times as long as it is "
             "wide; please crop it.",
         )
-    return image
 
 
 def decode(

@@ -82,8 +82,8 @@ class Settings(BaseSettings):
     limit_concurrency: PositiveInt = Field(
         1024, description="Requests handled at once by a worker; more get 503 + Retry-After."
     )
-    timeout_keep_alive: PositiveFloat = Field(
-        20.0, description="Seconds an idle keep-alive connection is kept open."
+    timeout_keep_alive: PositiveInt = Field(
+        20, description="Seconds an idle keep-alive connection is kept open."
     )
     max_header_bytes: PositiveInt = Field(
         16 * 1024, description="Largest request line plus headers (h11); larger ones get 400."

@@ -85,8 +85,12 @@ async def test_each_case_gets_its_documented_status(
 
 
 @pytest.mark.asyncio(loop_scope="module")
-async def test_the_11mb_exif_jpeg_is_accepted_under_a_larger_limit(tmp_path: Path) -> None:
-    case = corpus.upload("exif-11mb", corpus.jpeg_with_app1_segments(11 * corpus.MIB), 200)
+async def test_the_11mb_exif_jpeg_is_refused_by_the_marker_walk_under_a_larger_limit(
+    tmp_path: Path,
+) -> None:
+    """Under a 12 MiB upload limit, its 170 EXIF segments are refused (Pillow would join
+    them at a quadratic cost: 2 s of copying) before any decoder runs."""
+    case = corpus.upload("exif-11mb", corpus.jpeg_with_app1_segments(11 * corpus.MIB), 413)
     app = create_app(Settings(runs_dir=tmp_path, models=("cifar10",), max_upload_bytes=12 << 20))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
