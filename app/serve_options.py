@@ -1,10 +1,9 @@
 """The HTTP-level bounds of `convscope serve`: its options, and what they give uvicorn.
 
-- h11, not httptools, parses requests: h11 refuses a request line plus headers over
-  CONVSCOPE_MAX_HEADER_BYTES (16 KiB) with a 400, and with it their count; httptools
-  has no limit at all (a never-finished 25 MB header is held whole). The cost in
-  throughput is in BENCHMARKS.md; `--http httptools` is there for a server behind a
-  proxy that bounds headers itself (nginx's large_client_header_buffers).
+- httptools parses requests, through app/bounded_http.py, which answers 431 past
+  CONVSCOPE_MAX_HEADER_BYTES (16 KiB) of request head or 100 headers (httptools itself
+  has no limit: a never-finished 25 MB header is held whole). `--http h11` uses h11,
+  which bounds the head itself but is several times slower (BENCHMARKS.md).
 - The keep-alive timeout is above the 5 s after which common clients (httpx, Node)
   drop an idle connection, so a client never sends on a connection the server is closing.
 - --limit-concurrency is the app's limit (app/http_guard.py answers past it with 503 and
@@ -41,9 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--http",
-        choices=("h11", "httptools"),
-        default="h11",
-        help="HTTP parser: h11 bounds header size and count, httptools does not (default: h11)",
+        choices=("httptools", "h11"),
+        default="httptools",
+        help="HTTP parser; both bound request headers (default: httptools, the faster)",
     )
 
 
@@ -55,7 +54,7 @@ def uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
         os.environ["CONVSCOPE_LIMIT_CONCURRENCY"] = str(args.limit_concurrency)
     settings = Settings()
     options: dict[str, Any] = {
-        "http": args.http,
+        "http": "app.bounded_http:BoundedHttpToolsProtocol" if args.http == "httptools" else "h11",
         "timeout_keep_alive": settings.timeout_keep_alive,
         "limit_concurrency": 2 * settings.limit_concurrency,
     }
