@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from pydantic import ValidationError
 
-from app import __version__
+from app import __version__, serve_options
 from app.channels_cli import add_index_parser, add_visualize_parser
 from app.cli_import import add_import_parser
 from app.explain import add_explain_parser
@@ -63,12 +63,14 @@ examples:
         default=1,
         help="worker processes, each with its own copy of the models (default: 1)",
     )
+    serve_options.add_arguments(parser)
     parser.set_defaults(handler=serve)
 
 
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    options = serve_options.uvicorn_options(args)
     settings = Settings()
     # An import string and a factory, so that each worker process builds its own app.
     uvicorn.run(
@@ -77,6 +79,7 @@ def serve(args: argparse.Namespace) -> int:
         host=args.host or settings.host,
         port=args.port or settings.port,
         workers=args.workers,
+        **options,
     )
     return 0
 

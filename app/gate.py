@@ -4,6 +4,16 @@ Admission never waits: a request finding every place taken is answered 503 at on
 Retry-After, so memory stays bounded (each admitted run holds its upload and volumes) and a
 crowd cannot queue without limit. The CPU work of admitted runs (decoding, the layers,
 encoding, saving) runs off the event loop on a small pool of threads, one per core.
+
+A place is a `Place`, released exactly once however the run ends: by the stream's own
+`finally` when it ran, and by `GatedStreamingResponse` when the response ends (also when
+the client went away before the first byte, so the stream was never started and its
+`finally` never runs). The upload's body is read before a place is taken.
+
+Pictures (layer and weight PNGs, the input, exact JSON) share the same compute threads,
+so they cannot take more cores than the forwards have; at most `picture_places` are
+computed or waiting at once, so a forward waits behind a bounded number of them, and a
+flood of them is answered 503 with Retry-After instead of queueing memory without end.
 """
 
 from __future__ import annotations
@@ -16,9 +26,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 T = TypeVar("T")
 BUSY = "The server is busy with other images right now; try again in a second."
+BUSY_PICTURES = "The server is drawing many pictures right now; try again in a second."
 Emit = Callable[[bytes], None]
 
 
@@ -29,14 +42,38 @@ class _Stopped(Exception):
 _DONE = object()
 
 
+class Place:
+    """One admitted run's place at the gate; `release` may be called any number of times."""
+
+    def __init__(self, gate: ForwardGate):
+        self._gate: ForwardGate | None = gate
+
+    def release(self) -> None:
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.active -= 1
+
+    @property
+    def held(self) -> bool:
+        return self._gate is not None
+
+
 class ForwardGate:
-    def __init__(self, places: int, threads: int | None = None):
+    def __init__(self, places: int, threads: int | None = None, picture_places: int = 4):
         self.places = places
         self.active = 0
-        self.executor = ThreadPoolExecutor(threads or os.cpu_count() or 1, "forward")
+        self.picture_places = picture_places
+        self.pictures = 0
+        self.threads = threads or os.cpu_count() or 1
+        self.executor = ThreadPoolExecutor(self.threads, "forward")
+
+    def admit(self) -> Place:
+        """Take a place, or raise HTTPException 503 without waiting."""
+        self.enter()
+        return Place(self)
 
     def enter(self) -> None:
-        """Take a place, or raise HTTPException 503 without waiting."""
+        """Take a place (prefer `admit`, whose Place releases once), or raise 503."""
         if self.active >= self.places:
             raise HTTPException(503, BUSY, headers={"Retry-After": "1"})
         self.active += 1
@@ -47,6 +84,17 @@ class ForwardGate:
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """function(*args) on a compute thread."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+
+    async def picture(self, function: Callable[..., T], *args: Any) -> T:
+        """function(*args) on a compute thread, as one of at most `picture_places`; past
+        them, HTTPException 503 with Retry-After, at once."""
+        if self.pictures >= self.picture_places:
+            raise HTTPException(503, BUSY_PICTURES, headers={"Retry-After": "1"})
+        self.pictures += 1
+        try:
+            return await self.run(function, *args)
+        finally:
+            self.pictures -= 1
 
     async def stream(self, produce: Callable[[Emit], None]) -> AsyncIterator[bytes]:
         """Run produce(emit) on a compute thread and yield each chunk it emits, as soon as it
@@ -88,6 +136,28 @@ class ForwardGate:
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+class GatedStreamingResponse(StreamingResponse):
+    """A streamed response that releases its Place when it ends, however it ends."""
+
+    def __init__(self, place: Place, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.place = place
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.place.release()
+            # A stream never started cannot be closed by its own means; this runs nothing
+            # of it, but frees the frame at once rather than at garbage collection.
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except RuntimeError:  # still running in a task being torn down
+                    pass
 
 
 async def get_forward_gate(request: Request) -> ForwardGate:

@@ -1,11 +1,20 @@
 """Uploaded image bytes -> the uint8 input volume a model takes.
 
-    pixels = imaging.prepare(data, net.input_shape, digits=False, max_pixels=40_000_000)
+    pixels = imaging.prepare(data, net.input_shape, digits=False, max_pixels=16_800_000)
 
 Decoding is defensive: only the formats below are opened (never EPS, which would run
-Ghostscript), the size is checked from the header before any pixel is decoded, and every
-failure becomes an `ImageError` carrying an HTTP status and a sentence for the person who
-sent the file.
+Ghostscript), a JPEG's markers or a PNG's chunks are walked first (app/prescan.py bounds
+their segments, chunks and scans), the size and the aspect ratio are checked from the
+header before any pixel is decoded, and every failure becomes an `ImageError` carrying an
+HTTP status and a sentence for the person who sent the file.
+
+The decoder sees only what the tiny input needs: a JPEG is decoded at 1/2 to 1/8 scale
+(draft mode), anything larger is box-reduced (`Image.reduce`) to a few times the input's
+side before orientation, colour management and compositing run, so those cost the same
+for a 16-megapixel photo as for a thumbnail. Colours are converted from the image's ICC
+profile (a wide-gamut phone photo, a CMYK print file) to sRGB, which the models were
+trained on. The server runs all of this in worker processes with a deadline and a memory
+cap (app/decode_pool.py); this module is the part that needs none of that to be correct.
 """
 
 from __future__ import annotations
@@ -14,7 +23,9 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageCms
+
+from app import prescan
 
 # JPEG includes MPO, the multi-picture JPEG some cameras write.
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
@@ -28,6 +39,22 @@ MIN_INK_CONTRAST = 24.0
 MAX_PAPER_FLOOR = 0.25
 # Large uploads are reduced to this many pixels per side before finding the digit.
 DIGIT_WORK_SIZE = 256
+# imgproxy's default limit: a 24-megapixel camera's photo needs a smaller copy first.
+MAX_PIXELS = 16_800_000
+# Longer side / shorter side: a panorama is about 4, a receipt 10.
+MAX_ASPECT = 32.0
+# The decoded picture is kept at least this many times the input's side before resizing.
+WORK_FACTOR = 4
+TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 
 
 class ImageError(Exception):
@@ -48,10 +75,16 @@ def configure_pillow(max_pixels: int) -> None:
     warnings.simplefilter("error", Image.DecompressionBombWarning)
 
 
-def open_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Open (not decode) an upload and check its size; raises ImageError."""
+def open_image(data: bytes, max_pixels: int, max_aspect: float = MAX_ASPECT) -> Image.Image:
+    """Open (not decode) an upload and check its size and shape; raises ImageError."""
     if not data:
         raise ImageError(422, "The uploaded file is empty.")
+    try:
+        declared = prescan.check(data)
+    except prescan.ScanError as error:
+        raise ImageError(error.status, error.detail) from None
+    if declared:
+        _check_size(*declared, max_pixels, max_aspect)
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -64,7 +97,11 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
         raise ImageError(
             422, f"The image's header is damaged or cut short: {_reason(error)}."
         ) from None
-    width, height = image.size
+    _check_size(*image.size, max_pixels, max_aspect)
+    return image
+
+
+def _check_size(width: int, height: int, max_pixels: int, max_aspect: float) -> None:
     if width < 1 or height < 1:
         raise ImageError(422, f"The image has no pixels ({width}x{height}).")
     if width * height > max_pixels:
@@ -73,37 +110,89 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
             f"The image is {width}x{height} = {width * height:,} pixels; "
             f"the limit is {max_pixels:,}.",
         )
-    return image
+    if max(width, height) > max_aspect * min(width, height):
+        raise ImageError(
+            422,
+            f"The image is {width}x{height}, more than {max_aspect:g} times as long as it is "
+            "wide; please crop it.",
+        )
 
 
-def decode(data: bytes, max_pixels: int, hint: tuple[int, int] | None = None) -> Image.Image:
-    """Decode the first frame or page of an upload, upright (EXIF orientation applied),
-    as RGB or L with any transparency composited over white.
+def decode(
+    data: bytes,
+    max_pixels: int,
+    hint: tuple[int, int] | None = None,
+    max_aspect: float = MAX_ASPECT,
+) -> Image.Image:
+    """Decode the first frame or page of an upload, upright (EXIF orientation applied), in
+    sRGB, as RGB or L with any transparency composited over white.
 
-    hint: (width, height) the caller will reduce the image to; JPEGs are then decoded at a
-    reduced scale no smaller than it, which saves most of the time and memory.
+    hint: (width, height) the caller will reduce the image to; the image is then decoded
+    (JPEG) or reduced (others) to no less than WORK_FACTOR times it, which saves most of
+    the time and memory.
     """
-    image = open_image(data, max_pixels)
+    image = open_image(data, max_pixels, max_aspect)
     kind = image.format
     try:
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+        icc = image.info.get("icc_profile")
         if hint and kind in ("JPEG", "MPO"):
             image.draft(None, _draft_size(image.size, hint))
         image.load()
-        # In place: otherwise an upright image is copied whole for nothing.
-        ImageOps.exif_transpose(image, in_place=True)
+        if hint:
+            image = _reduce(image, hint)
+        if method := TRANSPOSE.get(orientation):
+            image = image.transpose(method)
+        if icc:
+            image = to_srgb(image, icc)
         return flatten(image)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(413, f"The image has more than {max_pixels:,} pixels.") from None
+    except MemoryError:
+        raise
     except Exception as error:  # truncated or corrupt data, in any of the decoders
         raise ImageError(422, f"The {kind} image could not be decoded: {_reason(error)}.") from None
 
 
+def _reduce(image: Image.Image, hint: tuple[int, int]) -> Image.Image:
+    """Box-reduce by a whole factor, keeping the short side at least WORK_FACTOR x the hint's
+    long side (the rest of the way is antialiased resizing, which needs the margin)."""
+    factor = min(image.size) // (WORK_FACTOR * max(hint))
+    if factor < 2 or image.mode not in ("L", "LA", "RGB", "RGBA", "RGBa", "CMYK", "I", "F"):
+        return image
+    info = image.info
+    reduced = image.reduce(factor)
+    reduced.info = info
+    return reduced
+
+
+def to_srgb(image: Image.Image, icc: bytes) -> Image.Image:
+    """Colours from the image's ICC profile to sRGB (what the models were trained on).
+
+    A profile that cannot be read, or that does not fit the image's mode, is ignored, as
+    browsers do: the pixels are then taken as sRGB already.
+    """
+    mode = image.mode
+    out = {"RGB": "RGB", "RGBA": "RGBA", "CMYK": "RGB"}.get(mode)
+    if out is None:
+        return image
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        space = source.profile.xcolor_space.strip()
+        if space != ("CMYK" if mode == "CMYK" else "RGB"):
+            return image
+        converted = ImageCms.profileToProfile(image, source, SRGB, outputMode=out)
+    except (OSError, ValueError, ImageCms.PyCMSError):
+        return image
+    return converted if converted is not None else image
+
+
 def _draft_size(size: tuple[int, int], hint: tuple[int, int]) -> tuple[int, int]:
-    """A draft request keeping the aspect ratio, with the short side 4x the hint's."""
+    """A draft request keeping the aspect ratio, with the short side WORK_FACTOR x the hint's."""
     width, height = size
-    factor = 4 * max(hint) / min(width, height)
+    factor = WORK_FACTOR * max(hint) / min(width, height)
     return max(1, int(width * factor)), max(1, int(height * factor))
 
 
@@ -245,15 +334,20 @@ def _paste_centred_by_mass(out: np.ndarray, digit: np.ndarray) -> None:
 
 
 def prepare(
-    data: bytes, shape: tuple[int, int, int], *, digits: bool, max_pixels: int
+    data: bytes,
+    shape: tuple[int, int, int],
+    *,
+    digits: bool,
+    max_pixels: int = MAX_PIXELS,
+    max_aspect: float = MAX_ASPECT,
 ) -> np.ndarray:
-    """Upload bytes -> uint8 (H, W, D) input pixels; raises ImageError."""
+    """Upload bytes -> uint8 (H, W, D) input pixels; raises ImageError (or MemoryError)."""
     height, width, _ = shape
     hint = (DIGIT_WORK_SIZE, DIGIT_WORK_SIZE) if digits else (width, height)
-    image = decode(data, max_pixels, hint)
+    image = decode(data, max_pixels, hint, max_aspect)
     try:
         return digit_input(image, shape) if digits else photo_input(image, shape)
-    except ImageError:
+    except (ImageError, MemoryError):
         raise
     except Exception as error:  # a decoder that fails only when the pixels are read
         raise ImageError(422, f"The image could not be decoded: {_reason(error)}.") from None

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from threadpoolctl import threadpool_limits
 
-from app import __version__, errors, imaging
+from app import __version__, errors, imaging, store_check
 from app.api import (
     attributions,
     channels,
@@ -23,15 +23,19 @@ from app.api import (
     session_pages,
     sessions,
 )
+from app.decode_pool import DecodePool
 from app.gate import ForwardGate
+from app.http_guard import GuardMiddleware
 from app.mapcache import MapCache
 from app.models_dir import load_imported
 from app.paths import STATIC_DIR
+from app.picture_cache import PictureCache
 from app.registry import Registry
 from app.runs import RunStore
 from app.security import SecurityHeadersMiddleware
 from app.sessions import connect
 from app.settings import Settings
+from app.upload import UploadBudget
 from model.malloc import limit_arenas
 
 MALLOC_ARENAS = 2
@@ -61,9 +65,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ttl_seconds=settings.run_ttl_seconds,
             )
         )
+        if isinstance(app.state.run_store, RunStore):  # a Redis store has no folder
+            store_check.prepare(app.state.run_store)  # logs what is wrong; /healthz says it
         app.state.sessions = await connect.open_sessions(settings)
-        app.state.forward_gate = ForwardGate(settings.max_concurrent_forwards)
         app.state.map_cache = MapCache()
+        app.state.forward_gate = gate = ForwardGate(
+            settings.max_concurrent_forwards, picture_places=settings.max_concurrent_pictures
+        )
+        app.state.upload_budget = UploadBudget(
+            settings.max_concurrent_uploads, settings.upload_buffer_bytes
+        )
+        app.state.decode_pool = DecodePool(
+            settings.decode_workers or gate.threads,
+            settings.decode_seconds,
+            settings.decode_memory_bytes,
+        )
+        app.state.picture_cache = PictureCache(settings.picture_cache_bytes)
         imaging.configure_pillow(settings.max_pixels)
         # Two malloc arenas, not glibc's 16 on two cores: the resident set stays flat over
         # a 10-minute soak instead of creeping (BENCHMARKS.md), at no cost in latency.
@@ -77,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             app.state.forward_gate.close()
             await app.state.sessions.close()
+            app.state.decode_pool.close()
 
     app = FastAPI(
         title="ConvScope",
@@ -89,6 +107,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swagger_ui_oauth2_redirect_url=None,
     )
     app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(
+        GuardMiddleware, allowed_hosts=settings.allowed_hosts, limit=settings.limit_concurrency
+    )
     errors.install(app)
     app.include_router(health.router)
     app.include_router(models.router)

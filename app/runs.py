@@ -18,6 +18,7 @@ Runs expire by age since they were made, not since they were last read.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -133,14 +134,35 @@ class RunStore:
         arrays = {"input": pixels, **{f"layer{i}": volume for i, volume in enumerate(volumes)}}
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         temp = self.directory / f"{TEMP_PREFIX}{run_id}-{os.getpid()}-{threading.get_ident()}"
-        try:
-            with open(temp, "wb") as file:
-                _write_run(file, meta, arrays)
-            os.replace(temp, path)
-        except BaseException:
-            _unlink(temp)
-            raise
+        for attempt in range(2):
+            try:
+                with open(temp, "wb") as file:
+                    _write_run(file, meta, arrays)
+                os.replace(temp, path)
+                break
+            except OSError as error:
+                _unlink(temp)
+                # A full disk: the oldest runs make room, once, so the store recovers.
+                if attempt or error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                if not self.make_room():
+                    raise
+            except BaseException:
+                _unlink(temp)
+                raise
         self.evict(keep=run_id)
+
+    def make_room(self) -> int:
+        """Evict the older half of the runs (at least one), for a full disk; how many went."""
+        runs = []
+        for entry in _scandir(self.directory):
+            if entry.name.endswith(SUFFIX) and not entry.name.startswith(TEMP_PREFIX):
+                try:
+                    runs.append((entry.stat().st_mtime_ns, entry.name))
+                except FileNotFoundError:
+                    pass
+        runs.sort()
+        return sum(_unlink(self.directory / name) for _, name in runs[: max(1, len(runs) // 2)])
 
     @contextmanager
     def open(self, run_id: str) -> Iterator[StoredRun]:

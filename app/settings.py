@@ -28,10 +28,10 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="Port `convscope serve` listens on.")
     max_upload_bytes: PositiveInt = Field(10 * MB, description="Largest accepted upload.")
     upload_idle_seconds: PositiveFloat = Field(
-        30.0, description="An upload sending nothing for this long is refused (408)."
+        10.0, description="An upload sending nothing for this long is refused (408)."
     )
     max_pixels: PositiveInt = Field(
-        40_000_000, description="Largest accepted image (width x height), checked before decoding."
+        16_800_000, description="Largest accepted image (width x height), checked before decoding."
     )
     run_cache_runs: PositiveInt = Field(64, description="Runs kept for refetching layers.")
     run_cache_bytes: PositiveInt = Field(
@@ -43,9 +43,11 @@ class Settings(BaseSettings):
         description="Forward runs taken on at once (each holds its upload and volumes while "
         "it waits for a core); further uploads get 503 with Retry-After.",
     )
-    # Under /tmp so that every worker process of one server shares it.
+    # Under /tmp so that every worker process of one server shares it; one per user, made
+    # 0700 and checked at start (app/store_check.py), so another user cannot plant it.
     runs_dir: Path = Field(
-        Path(tempfile.gettempdir()) / "convscope-runs", description="Where runs are stored."
+        Path(tempfile.gettempdir()) / f"convscope-runs-{os.getuid()}",
+        description="Where runs are stored.",
     )
     models_dir: Path = Field(
         default_factory=_default_models_dir,
@@ -81,6 +83,57 @@ class Settings(BaseSettings):
     session_keepalive_seconds: PositiveFloat = Field(
         15, description="A comment is sent to each follower this often, so proxies keep it open."
     )
+
+    # Hostile work (issue 13): every upload, picture and connection bounded in time and memory.
+    upload_seconds: PositiveFloat = Field(
+        60.0, description="An upload must arrive whole within this many seconds (408)."
+    )
+    upload_min_bytes_per_second: PositiveInt = Field(
+        1024, description="After 5 s, an upload arriving slower than this is refused (408)."
+    )
+    max_concurrent_uploads: PositiveInt = Field(
+        256, description="Uploads received at once, before a forward place is taken (503)."
+    )
+    upload_buffer_bytes: PositiveInt = Field(
+        256 * MB, description="Bytes all uploads being received may hold together (503)."
+    )
+    max_aspect_ratio: float = Field(
+        32.0, ge=1.0, description="Longest side / shortest side of an accepted image (422)."
+    )
+    decode_seconds: PositiveFloat = Field(
+        4.0, description="A decode taking longer is stopped, its worker killed (422)."
+    )
+    decode_memory_bytes: PositiveInt = Field(
+        512 * MB, description="Memory one decoding worker may take beyond its start (413)."
+    )
+    decode_workers: int = Field(
+        0, ge=0, description="Decoding worker processes; 0 means one per core."
+    )
+    max_concurrent_pictures: PositiveInt = Field(
+        4, description="Pictures (PNGs, exact JSON) computed at once; more get 503."
+    )
+    picture_cache_bytes: int = Field(
+        32 * MB, ge=0, description="Memory for pictures kept to be served again (per worker)."
+    )
+    limit_concurrency: PositiveInt = Field(
+        1024, description="Requests handled at once by a worker; more get 503 + Retry-After."
+    )
+    timeout_keep_alive: PositiveInt = Field(
+        20, description="Seconds an idle keep-alive connection is kept open."
+    )
+    max_header_bytes: PositiveInt = Field(
+        16 * 1024, description="Largest request line plus headers (h11); larger ones get 400."
+    )
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("*",),
+        description="Host header values served, comma-separated (*.example.org allowed); "
+        "others get 400. Set it when serving on a network, against DNS rebinding.",
+    )
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        return cls._split_commas(value)
 
     @field_validator("models", mode="before")
     @classmethod

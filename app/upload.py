@@ -3,14 +3,25 @@
 The size limit is checked twice: against Content-Length before anything is read, and by
 counting bytes as the body streams in (a client may send no length, or a false one).
 A body that stops arriving (a laptop closed mid-upload, a client that sends half and waits)
-is given up after `idle_seconds` without a byte, so it cannot hold its place forever.
+is given up after `idle_seconds` without a byte; one that trickles (a byte every few
+seconds restarts no timer here) is given up once it falls below `min_rate` bytes a second
+after a short grace, and every upload must be whole within `total_seconds`, like
+Kestrel's minimum data rate and nginx's client_body_timeout. So a connection can hold
+its place only as long as it keeps sending a real upload's worth of bytes.
+
 The body is parsed as it arrives and only the wanted field is kept, so at most the limit
 (plus the form's few headers) is ever held in memory, and nothing is spooled to disk.
+Bodies are read before a forward place is taken (app/api/forward.py), counted against an
+`UploadBudget` of their own: how many are received at once, and how many bytes they hold
+together; past either, 503 with Retry-After.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from fastapi import HTTPException, Request
 from python_multipart.exceptions import FormParserError
@@ -19,6 +30,9 @@ from starlette.requests import ClientDisconnect
 
 # Room in the body for the multipart boundaries, part headers and small extra fields.
 FORM_OVERHEAD = 64 * 1024
+# Seconds an upload may take before its rate counts: a connection's slow start.
+RATE_GRACE_SECONDS = 5.0
+RECEIVING = "The server is receiving too many uploads right now; try again in a few seconds."
 
 
 class UploadTooLarge(Exception):
@@ -34,6 +48,41 @@ def _size(count: int) -> str:
         if count >= scale:
             return f"{count / scale:g} {unit}"
     return f"{count} bytes"
+
+
+class UploadBudget:
+    """Uploads being received at once (`uploads`) and the bytes they hold (`max_bytes`)."""
+
+    def __init__(self, uploads: int, max_bytes: int):
+        self.uploads = uploads
+        self.max_bytes = max_bytes
+        self.active = 0
+        self.held = 0
+
+    @contextmanager
+    def receiving(self) -> Iterator[_Held]:
+        """A place for one upload, or HTTPException 503; its bytes are given back at exit."""
+        if self.active >= self.uploads:
+            raise HTTPException(503, RECEIVING, headers={"Retry-After": "2"})
+        self.active += 1
+        held = _Held(self)
+        try:
+            yield held
+        finally:
+            self.active -= 1
+            self.held -= held.count
+
+
+class _Held:
+    def __init__(self, budget: UploadBudget):
+        self.budget = budget
+        self.count = 0
+
+    def add(self, count: int) -> None:
+        if self.budget.held + count > self.budget.max_bytes:
+            raise HTTPException(503, RECEIVING, headers={"Retry-After": "2"})
+        self.budget.held += count
+        self.count += count
 
 
 class _FieldCollector:
@@ -85,9 +134,16 @@ class _FieldCollector:
 
 
 async def read_file_field(
-    request: Request, field: str, limit: int, idle_seconds: float = 30.0
+    request: Request,
+    field: str,
+    limit: int,
+    idle_seconds: float = 30.0,
+    *,
+    total_seconds: float = 60.0,
+    min_rate: float = 0.0,
+    budget: UploadBudget | None = None,
 ) -> bytes:
-    """The bytes of form field `field`; HTTPException 400, 408, 413, 415 or 422 otherwise."""
+    """The bytes of form field `field`; HTTPException 400, 408, 413, 415, 422 or 503."""
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data":
         raise HTTPException(
@@ -100,20 +156,49 @@ async def read_file_field(
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > body_limit:
         raise too_large(limit)
+    budget = budget or UploadBudget(1, body_limit)
+    with budget.receiving() as held:
+        return await _read(request, field, limit, idle_seconds, total_seconds, min_rate, held)
+
+
+async def _read(
+    request: Request,
+    field: str,
+    limit: int,
+    idle_seconds: float,
+    total_seconds: float,
+    min_rate: float,
+    held: _Held,
+) -> bytes:
+    _, params = parse_options_header(request.headers.get("content-type", ""))
+    body_limit = limit + FORM_OVERHEAD
     collector = _FieldCollector(field, limit)
     received = 0
+    started = time.monotonic()
     try:
-        parser = MultipartParser(boundary, collector.callbacks())
+        parser = MultipartParser(params[b"boundary"], collector.callbacks())
         chunks = request.stream()
         while True:
+            now = time.monotonic()
+            waits = {
+                "idle": idle_seconds,
+                "total": started + total_seconds - now,
+                "rate": started + RATE_GRACE_SECONDS + received / min_rate - now
+                if min_rate
+                else total_seconds,
+            }
+            reason = min(waits, key=waits.__getitem__)
             try:
-                async with asyncio.timeout(idle_seconds):
+                async with asyncio.timeout(max(0.0, waits[reason])):
                     chunk = await anext(chunks)
             except StopAsyncIteration:
                 break
+            except TimeoutError:
+                raise _too_slow(reason, idle_seconds, total_seconds, min_rate) from None
             received += len(chunk)
             if received > body_limit:
                 raise too_large(limit)
+            held.add(len(chunk))
             parser.write(chunk)
         parser.finalize()
     except UploadTooLarge:
@@ -122,10 +207,15 @@ async def read_file_field(
         raise HTTPException(422, f"The multipart/form-data body is malformed: {error}.") from None
     except ClientDisconnect:
         raise HTTPException(400, "The upload was interrupted before it was complete.") from None
-    except TimeoutError:
-        raise HTTPException(
-            408, f"The upload stopped arriving for {idle_seconds:g} seconds; please send it again."
-        ) from None
     if collector.data is None:
         raise HTTPException(422, f"The form has no field named {field!r}.")
     return bytes(collector.data)
+
+
+def _too_slow(reason: str, idle: float, total: float, rate: float) -> HTTPException:
+    sentence = {
+        "idle": f"The upload stopped arriving for {idle:g} seconds",
+        "total": f"The upload did not arrive whole within {total:g} seconds",
+        "rate": f"The upload arrived slower than {_size(int(rate))} a second",
+    }[reason]
+    return HTTPException(408, f"{sentence}; please send it again.")

@@ -136,6 +136,11 @@ def test_every_writable_image_becomes_a_volume(
     except (OSError, ValueError, KeyError):
         assume(False)  # a combination this Pillow cannot write
     shape = SHAPES[model_id]
+    if max(width, height) > imaging.MAX_ASPECT * min(width, height):
+        with pytest.raises(imaging.ImageError, match="times as long as it is wide") as refused:
+            imaging.prepare(data, shape, digits=model_id == "mnist", max_pixels=MAX_PIXELS)
+        assert refused.value.status == 422
+        return
     pixels = imaging.prepare(data, shape, digits=model_id == "mnist", max_pixels=MAX_PIXELS)
     assert_volume(pixels, shape)
 

@@ -15,11 +15,13 @@ from fastapi.responses import StreamingResponse
 
 from app import imaging, stream
 from app.api.models import served_model
+from app.decode_pool import DecodePool
 from app.errors import error
-from app.gate import Emit, ForwardGate, ForwardGateDep
+from app.gate import Emit, ForwardGate, ForwardGateDep, GatedStreamingResponse, Place
 from app.registry import RegistryDep, ServedModel
 from app.runs import RunStore, RunStoreDep, new_run_id
-from app.settings import SettingsDep
+from app.settings import Settings, SettingsDep
+from app.store_check import refuse_if_unusable
 from app.upload import read_file_field
 
 router = APIRouter(prefix="/api/models", tags=["runs"])
@@ -67,11 +69,11 @@ STREAM_EXAMPLE = (
         },
         400: error("The upload was interrupted."),
         404: error("No such model."),
-        408: error("The upload stopped arriving (CONVSCOPE_UPLOAD_IDLE_SECONDS)."),
+        408: error("The upload stopped arriving, trickled, or took too long."),
         413: error("The upload or the image is too large."),
         415: error("Not multipart/form-data, or not an image."),
         422: error("A truncated or corrupt image, or a malformed form."),
-        503: error("Busy; Retry-After says when to try again."),
+        503: error("Busy, or the run store is unusable; Retry-After says when to try again."),
     },
 )
 async def forward(
@@ -87,30 +89,47 @@ async def forward(
     """
     started = time.perf_counter()
     served = served_model(registry, model_id)
-    gate.enter()
+    refuse_if_unusable(store)
+    # The body first, against the uploads' own budget: a slow or trickling upload holds no
+    # forward place (app/upload.py bounds how long it may take).
+    data = await read_file_field(
+        request,
+        FIELD,
+        settings.max_upload_bytes,
+        settings.upload_idle_seconds,
+        total_seconds=settings.upload_seconds,
+        min_rate=settings.upload_min_bytes_per_second,
+        budget=request.app.state.upload_budget,
+    )
+    place = gate.admit()
     try:
-        data = await read_file_field(
-            request, FIELD, settings.max_upload_bytes, settings.upload_idle_seconds
-        )
+        decoder: DecodePool = request.app.state.decode_pool
         try:
-            pixels = await gate.run(_prepare, data, served, settings.max_pixels)
+            pixels = await gate.run(_prepare, decoder, data, served, settings)
         except imaging.ImageError as error:
             raise HTTPException(error.status, error.detail) from None
         del data
     except BaseException:
-        gate.leave()
+        place.release()
         raise
     run_id = new_run_id()
-    return StreamingResponse(
-        _run(served, pixels, run_id, store, gate, started),
+    return GatedStreamingResponse(
+        place,
+        _run(served, pixels, run_id, store, gate, started, place),
         media_type=stream.MEDIA_TYPE,
         headers={"X-Run-Id": run_id, "Cache-Control": "no-store"},
     )
 
 
-def _prepare(data: bytes, served: ServedModel, max_pixels: int) -> np.ndarray:
-    return imaging.prepare(
-        data, served.network.input_shape, digits=served.digits, max_pixels=max_pixels
+def _prepare(
+    decoder: DecodePool, data: bytes, served: ServedModel, settings: Settings
+) -> np.ndarray:
+    return decoder.prepare(
+        data,
+        served.network.input_shape,
+        digits=served.digits,
+        max_pixels=settings.max_pixels,
+        max_aspect=settings.max_aspect_ratio,
     )
 
 
@@ -170,6 +189,7 @@ async def _run(
     store: RunStore,
     gate: ForwardGate,
     started: float,
+    place: Place,
 ) -> AsyncIterator[bytes]:
     """The NDJSON lines of one run. Holds a place at the gate until it ends, however it
     ends (finished, failed, or the client went away)."""
@@ -187,4 +207,4 @@ async def _run(
             "The server could not finish this run; please upload the image again."
         )
     finally:
-        gate.leave()
+        place.release()

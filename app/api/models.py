@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from app import render
 from app.errors import error
+from app.gate import ForwardGateDep
+from app.picture_cache import PictureCacheDep, cached_picture, digest
 from app.registry import RegistryDep, ServedModel
 
 router = APIRouter(prefix="/api/models", tags=["models"])
@@ -145,31 +148,70 @@ def get_model(registry: RegistryDep, model_id: str) -> ModelInfo:
     return ModelInfo(**served_model(registry, model_id).summary())
 
 
-@router.get("/{model_id}/layers/{index}/weights", responses={404: NOT_FOUND})
-def get_weights(registry: RegistryDep, model_id: str, index: int) -> Weights:
+NOT_MODIFIED = {"description": "Not modified (If-None-Match)."}
+BUSY = error("Too many pictures are being drawn; Retry-After says when to try again.")
+
+
+def _weights_key(served: ServedModel, index: int, what: str) -> str:
+    # The weights' digest, not only the model's name: new weights are a new picture.
+    layer = served.network.layers[index]
+    weights = digest(np.ascontiguousarray(layer.params["weight"]).data)
+    return f"model/{served.id}/layers/{index}/{what}/{weights}"
+
+
+@router.get(
+    "/{model_id}/layers/{index}/weights",
+    response_model=Weights,
+    responses={304: NOT_MODIFIED, 404: NOT_FOUND, 503: BUSY},
+)
+async def get_weights(
+    request: Request,
+    registry: RegistryDep,
+    gate: ForwardGateDep,
+    cache: PictureCacheDep,
+    model_id: str,
+    index: int,
+) -> Response:
     """The filters of a conv or fc layer, exact, in PyTorch's layout."""
     served = served_model(registry, model_id)
     layer = _layer_with_weights(served, index)
-    weight = layer.params["weight"]
-    return Weights(
-        model=served.id,
-        index=index,
-        name=layer.name,
-        kind=layer.kind,
-        layout="FCKK" if weight.ndim == 4 else "OI",
-        shape=list(weight.shape),
-        weight=weight.tolist(),
-        bias=layer.params["bias"].tolist(),
+
+    def encode() -> bytes:
+        weight = layer.params["weight"]
+        body = {
+            "model": served.id,
+            "index": index,
+            "name": layer.name,
+            "kind": layer.kind,
+            "layout": "FCKK" if weight.ndim == 4 else "OI",
+            "shape": list(weight.shape),
+            "weight": weight.tolist(),
+            "bias": layer.params["bias"].tolist(),
+        }
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    key = _weights_key(served, index, "weights.json")
+    return await cached_picture(
+        request, key, encode, gate, cache, CACHE, media_type="application/json"
     )
 
 
 @router.get(
     "/{model_id}/layers/{index}/weights.png",
     response_class=Response,
-    responses={200: PNG, 404: NOT_FOUND, 422: error("Upscale out of bounds.")},
+    responses={
+        200: PNG,
+        304: NOT_MODIFIED,
+        404: NOT_FOUND,
+        422: error("Upscale out of bounds."),
+        503: BUSY,
+    },
 )
-def get_weights_png(
+async def get_weights_png(
+    request: Request,
     registry: RegistryDep,
+    gate: ForwardGateDep,
+    cache: PictureCacheDep,
     model_id: str,
     index: int,
     upscale: Annotated[int | None, Query(ge=1, le=render.MAX_UPSCALE)] = None,
@@ -178,12 +220,16 @@ def get_weights_png(
     per filter (fc: per output) and one tile per input depth slice, blue < 0 < red."""
     served = served_model(registry, model_id)
     layer = _layer_with_weights(served, index)
-    weight = layer.params["weight"]
-    if weight.ndim == 2:  # fc (out, in): `in` is the input volume flattened as (D, H, W)
-        h, w, d = layer.input_shape
-        weight = weight.reshape(-1, d, h, w)
-    try:
-        png = render.weights_png(np.asarray(weight), upscale)
-    except render.RenderError as error:
-        raise HTTPException(422, str(error)) from None
-    return Response(png, media_type="image/png", headers=CACHE)
+
+    def draw() -> bytes:
+        weight = layer.params["weight"]
+        if weight.ndim == 2:  # fc (out, in): `in` is the input volume flattened as (D, H, W)
+            h, w, d = layer.input_shape
+            weight = weight.reshape(-1, d, h, w)
+        try:
+            return render.weights_png(np.asarray(weight), upscale)
+        except render.RenderError as error:
+            raise HTTPException(422, str(error)) from None
+
+    key = _weights_key(served, index, f"weights.png?upscale={upscale}")
+    return await cached_picture(request, key, draw, gate, cache, CACHE)

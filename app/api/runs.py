@@ -11,12 +11,14 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from app import render
 from app.errors import error
+from app.gate import ForwardGateDep
+from app.picture_cache import PictureCacheDep, cached_picture
 from app.runs import RunNotFound, RunStore, RunStoreDep, StoredRun
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
@@ -25,6 +27,7 @@ PNG = {"content": {"image/png": {}}, "description": "A PNG picture."}
 NPY = {"content": {"application/octet-stream": {}}, "description": "A NumPy .npy file."}
 GONE = error("No such run (or it expired), layer or slice.")
 TOO_BIG = error("Bad parameters, or the picture asked for is too large.")
+BUSY = error("Too many pictures are being drawn; Retry-After says when to try again.")
 
 
 Upscale = Annotated[
@@ -110,6 +113,18 @@ def _layer(run_id: str, index: int) -> Callable[[StoredRun], tuple[np.ndarray, d
     return read
 
 
+def _layer_shape(run_id: str, index: int) -> Callable[[StoredRun], list[int]]:
+    def read(run: StoredRun) -> list[int]:
+        if not 0 <= index < run.layer_count:
+            raise HTTPException(
+                404,
+                f"Run {run_id} has layers 0 to {run.layer_count - 1}; there is no layer {index}.",
+            )
+        return run.meta["layers"][index]["shape"]
+
+    return read
+
+
 def _headers(expires_at: float) -> dict[str, str]:
     # A run never changes, so a browser may keep what it fetched until the run expires.
     max_age = max(0, int(expires_at - time.time()))
@@ -124,26 +139,53 @@ def get_run(store: RunStoreDep, run_id: str, response: Response) -> RunInfo:
     return RunInfo(**meta, expires=expires)
 
 
-@router.get("/{run_id}/input.png", response_class=Response, responses={200: PNG, 404: GONE})
-def get_input_png(
+@router.get(
+    "/{run_id}/input.png",
+    response_class=Response,
+    responses={
+        200: PNG,
+        304: {"description": "Not modified (If-None-Match)."},
+        404: GONE,
+        503: BUSY,
+    },
+)
+async def get_input_png(
+    request: Request,
     store: RunStoreDep,
+    gate: ForwardGateDep,
+    cache: PictureCacheDep,
     run_id: str,
     scale: Upscale = None,
     upscale: Upscale = None,
 ) -> Response:
     """The preprocessed input: what the model saw, before normalisation."""
-    pixels, expires = _read(store, run_id, lambda run: run.pixels())
-    png = render.pixels_png(pixels, upscale or scale)
-    return Response(png, media_type="image/png", headers=_headers(expires))
+    _, expires = _read(store, run_id, lambda run: None)
+    size = upscale or scale
+
+    def draw() -> bytes:
+        pixels, _ = _read(store, run_id, lambda run: run.pixels().copy())
+        return render.pixels_png(pixels, size)
+
+    key = f"run/{run_id}/input.png?upscale={size}"
+    return await cached_picture(request, key, draw, gate, cache, _headers(expires))
 
 
 @router.get(
     "/{run_id}/layers/{index}.png",
     response_class=Response,
-    responses={200: PNG, 404: GONE, 422: TOO_BIG},
+    responses={
+        200: PNG,
+        304: {"description": "Not modified (If-None-Match)."},
+        404: GONE,
+        422: TOO_BIG,
+        503: BUSY,
+    },
 )
-def get_layer_png(
+async def get_layer_png(
+    request: Request,
     store: RunStoreDep,
+    gate: ForwardGateDep,
+    cache: PictureCacheDep,
     run_id: str,
     index: int,
     slice: Annotated[
@@ -160,42 +202,61 @@ def get_layer_png(
     upscale: Upscale = None,
 ) -> Response:
     """The layer's volume as a picture: all depth slices as a labelled mosaic, or one."""
-    (volume, _), expires = _read(store, run_id, _layer(run_id, index))
-    depth = volume.shape[2]
+    shape, expires = _read(store, run_id, _layer_shape(run_id, index))
+    depth = shape[2]
     if slice is not None and slice >= depth:
         raise HTTPException(
             404, f"Layer {index} has depth slices 0 to {depth - 1}; there is no slice {slice}."
         )
-    try:
-        png = render.volume_png(
-            volume, slice_index=slice, colormap=colormap, scale=scale, upscale=upscale
-        )
-    except render.RenderError as error:
-        raise HTTPException(422, str(error)) from None
-    return Response(png, media_type="image/png", headers=_headers(expires))
+
+    def draw() -> bytes:
+        (volume, _), _ = _read(store, run_id, _layer(run_id, index))
+        try:
+            return render.volume_png(
+                volume, slice_index=slice, colormap=colormap, scale=scale, upscale=upscale
+            )
+        except render.RenderError as error:
+            raise HTTPException(422, str(error)) from None
+
+    key = (
+        f"run/{run_id}/layers/{index}.png?slice={slice}&colormap={colormap}"
+        f"&scale={scale}&upscale={upscale}"
+    )
+    return await cached_picture(request, key, draw, gate, cache, _headers(expires))
 
 
 @router.get(
     "/{run_id}/layers/{index}.json",
     response_model=LayerValues,
-    responses={404: GONE},
+    responses={304: {"description": "Not modified (If-None-Match)."}, 404: GONE, 503: BUSY},
 )
-def get_layer_json(store: RunStoreDep, run_id: str, index: int) -> Response:
+async def get_layer_json(
+    request: Request,
+    store: RunStoreDep,
+    gate: ForwardGateDep,
+    cache: PictureCacheDep,
+    run_id: str,
+    index: int,
+) -> Response:
     """The layer's exact numbers: values[row][col][depth]."""
-    (volume, info), expires = _read(store, run_id, _layer(run_id, index))
-    body = {
-        "run": run_id,
-        "index": index,
-        "name": info["name"],
-        "kind": info["kind"],
-        "shape": list(volume.shape),
-        "layout": "HWD",
-        "values": volume.tolist(),
-    }
-    return Response(
-        json.dumps(body, separators=(",", ":")),
-        media_type="application/json",
-        headers=_headers(expires),
+    _, expires = _read(store, run_id, _layer_shape(run_id, index))
+
+    def encode() -> bytes:
+        (volume, info), _ = _read(store, run_id, _layer(run_id, index))
+        body = {
+            "run": run_id,
+            "index": index,
+            "name": info["name"],
+            "kind": info["kind"],
+            "shape": list(volume.shape),
+            "layout": "HWD",
+            "values": volume.tolist(),
+        }
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    key = f"run/{run_id}/layers/{index}.json"
+    return await cached_picture(
+        request, key, encode, gate, cache, _headers(expires), media_type="application/json"
     )
 
 

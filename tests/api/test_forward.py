@@ -200,7 +200,7 @@ def assert_json_error(response: httpx.Response, status: int, *words: str) -> str
         (jpeg()[:300], 422, ["header"]),
         (jpeg()[: len(jpeg()) // 2], 422, ["JPEG", "could not be decoded"]),
         (png()[:-200], 422, ["PNG", "could not be decoded"]),
-        (png_with_size(100_000, 100_000), 413, ["more than 40,000,000 pixels"]),
+        (png_with_size(100_000, 100_000), 413, ["more than 16,800,000 pixels"]),
         (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 1 1\n", 415, ["not an image"]),
     ],
     ids=["empty", "text", "cut-header", "truncated-jpeg", "truncated-png", "bomb", "eps"],

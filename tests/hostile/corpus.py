@@ -251,10 +251,10 @@ def _image_cases() -> list[Callable[[], Case]]:
         lambda: upload("png-bomb", png_declaring(100_000, 100_000), 413, "bomb.png"),
         lambda: upload(
             "png-bomb-just-over",
-            png_declaring(8000, 5001),
+            png_declaring(4100, 4100),
             413,
             "bomb.png",
-            note="40,008,000 pixels: one row over the limit",
+            note="16,810,000 pixels: just over the 16.8-megapixel limit",
         ),  # fmt: skip
         lambda: upload("jpeg-bomb", jpeg_declaring(65_000, 65_000), 413, "bomb.jpg", "image/jpeg"),
         lambda: upload("cmyk-jpeg", encode(picture().convert("CMYK"), "JPEG"), OK, "cmyk.jpg"),
@@ -331,3 +331,166 @@ def _form_cases() -> list[Callable[[], Case]]:
 
 
 BUILDERS: list[Callable[[], Case]] = [*_image_cases(), *_form_cases()]
+
+
+# --- hostile work: cheap to send, dear to decode (issue 13) ------------------------------
+
+
+def jpeg_with_tiny_app1_segments(count: int, payload: bytes = b"Exif\x00\x00") -> bytes:
+    """A 48x40 JPEG carrying `count` tiny APP1 segments (10 bytes each): a marker flood."""
+    base = encode(picture(), "JPEG", quality=85)
+    segment = b"\xff\xe1" + struct.pack(">H", 2 + len(payload)) + payload
+    return base[:2] + segment * count + base[2:]
+
+
+def jpeg_with_fill_bytes(count: int) -> bytes:
+    """A JPEG with `count` 0xFF padding bytes before its first marker after SOI."""
+    base = encode(picture(), "JPEG", quality=85)
+    return base[:2] + b"\xff" * count + base[2:]
+
+
+def jpeg_scan_bomb(side: int, scans: int) -> bytes:
+    """A progressive JPEG with `scans` more (empty) scans before its EOI."""
+    data = encode(Image.new("RGB", (side, side), (120, 30, 200)), "JPEG", progressive=True)
+    sos = data.rfind(b"\xff\xda")
+    (length,) = struct.unpack(">H", data[sos + 2 : sos + 4])
+    eoi = data.rfind(b"\xff\xd9")
+    return data[:eoi] + data[sos : sos + 2 + length] * scans + data[eoi:]
+
+
+def png_with_text_chunks(count: int) -> bytes:
+    """A PNG with `count` tiny tEXt chunks: a chunk flood (15 bytes each)."""
+    return png_with_chunk_before_iend(
+        encode(picture(), "PNG"), png_chunk(b"tEXt", b"k\x00v") * count
+    )
+
+
+def webp_lossless_declaring(width: int, height: int) -> bytes:
+    """A lossless WebP whose VP8L header claims width x height: 40 bytes for 160 MB of RGBA."""
+    bits = (width - 1) | (height - 1) << 14 | 1 << 28  # 14-bit sides, alpha used, version 0
+    vp8l = b"\x2f" + struct.pack("<I", bits) + b"\x00" * 16
+    chunk = b"VP8L" + struct.pack("<I", len(vp8l)) + vp8l
+    return b"RIFF" + struct.pack("<I", 4 + len(chunk)) + b"WEBP" + chunk
+
+
+def gif_with_comment_flood(count: int) -> bytes:
+    """A GIF with `count` tiny comment extensions before its image: nothing bounds them but
+    the decoding deadline."""
+    data = encode(picture().convert("P"), "GIF")
+    image = data.find(b"\x2c", 13 + 3 * 256)  # the image descriptor after the palette
+    return data[:image] + b"\x21\xfe\x01x\x00" * count + data[image:]
+
+
+def srgb_swapping_red_and_blue() -> bytes:
+    """An ICC profile: Pillow's sRGB with its red and blue colorants exchanged, so an image
+    tagged with it and stored as (255, 0, 0) means sRGB's blue."""
+    from PIL import ImageCms
+
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    (count,) = struct.unpack_from(">I", profile, 128)
+    entries = {}
+    for i in range(count):
+        at = 132 + 12 * i
+        entries[bytes(profile[at : at + 4])] = at
+    red, blue = entries[b"rXYZ"], entries[b"bXYZ"]
+    profile[red + 4 : red + 12], profile[blue + 4 : blue + 12] = (
+        profile[blue + 4 : blue + 12],
+        profile[red + 4 : red + 12],
+    )
+    return bytes(profile)
+
+
+def png_with_icc(rgb: tuple[int, int, int], icc: bytes) -> bytes:
+    return encode(Image.new("RGB", (40, 40), rgb), "PNG", icc_profile=icc)
+
+
+def _work_cases() -> list[Callable[[], Case]]:
+    return [
+        lambda: upload(
+            "exif-segment-flood",
+            jpeg_with_tiny_app1_segments(2_000),
+            413,
+            "flood.jpg",
+            "image/jpeg",
+            note="2,000 tiny EXIF segments (20 KB): over the 16 EXIF segments",
+        ),  # fmt: skip
+        lambda: upload(
+            "exif-segment-flood-10mb",
+            jpeg_with_tiny_app1_segments(1_000_000),
+            413,
+            "flood.jpg",
+            "image/jpeg",
+            note="1,000,000 EXIF segments (9.5 MiB): refused by the marker walk in a millisecond",
+        ),  # fmt: skip
+        lambda: upload(
+            "xmp-segment-flood",
+            jpeg_with_tiny_app1_segments(100_000, b"XMP\x00"),
+            413,
+            "flood.jpg",
+            "image/jpeg",
+            note="100,000 tiny non-EXIF APP1 segments (800 KB): over the 256 metadata segments",
+        ),  # fmt: skip
+        lambda: upload(
+            "jpeg-fill-flood",
+            jpeg_with_fill_bytes(1_000_000),
+            413,
+            "fill.jpg",
+            "image/jpeg",
+            note="1 MB of 0xFF padding, which Pillow reads a byte at a time",
+        ),  # fmt: skip
+        lambda: upload(
+            "jpeg-scan-bomb",
+            jpeg_scan_bomb(256, 8_000),
+            413,
+            "scans.jpg",
+            "image/jpeg",
+            note="a progressive JPEG with 8,000 scans (libjpeg has no scan limit)",
+        ),  # fmt: skip
+        lambda: upload(
+            "png-text-flood",
+            png_with_text_chunks(100_000),
+            413,
+            "text.png",
+            note="100,000 tEXt chunks (1.5 MB)",
+        ),  # fmt: skip
+        lambda: upload(
+            "webp-lossless-bomb",
+            webp_lossless_declaring(16383, 2435),
+            413,
+            "wide.webp",
+            "image/webp",
+            note="16383x2435 declared in 40 bytes: over the 16.8-megapixel limit",
+        ),  # fmt: skip
+        lambda: upload(
+            "png-one-row-40m",
+            png_declaring(40_000_000, 1),
+            413,
+            "row.png",
+            note="1 x 40,000,000 pixels",
+        ),  # fmt: skip
+        lambda: upload(
+            "png-too-long",
+            png_declaring(20_000, 100),
+            422,
+            "strip.png",
+            note="200 times as long as it is wide: over the 32:1 limit",
+        ),  # fmt: skip
+        lambda: upload(
+            "gif-comment-flood",
+            gif_with_comment_flood(2_000_000),
+            {413, 422},
+            "comments.gif",
+            "image/gif",
+            note="2,000,000 comment blocks (10 MB): stopped by the decoding deadline",
+        ),  # fmt: skip
+        lambda: upload(
+            "icc-swapping-channels",
+            png_with_icc((255, 0, 0), srgb_swapping_red_and_blue()),
+            OK,
+            "p3.png",
+            note="an ICC profile is applied: the model sees blue",
+        ),  # fmt: skip
+    ]
+
+
+BUILDERS += _work_cases()

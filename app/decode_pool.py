@@ -1,0 +1,279 @@
+"""Uploads decoded in worker processes that have a deadline and a memory cap.
+
+    pool = DecodePool(workers=2, seconds=4, memory_bytes=512 * MB)
+    pixels = pool.prepare(data, (32, 32, 3), digits=False, max_pixels=..., max_aspect=...)
+    pool.close()
+
+Everything app/imaging.py bounds from an image's header, a decoder can still outrun: a
+format's slow path nobody has found yet, a decompressor that is quadratic on some input.
+So the decoding itself runs in a separate process, which the server can stop without
+asking it, and which cannot take more memory than it is given:
+
+- each worker caps its own address space (RLIMIT_AS) at what it needed to start plus
+  `memory_bytes`, so an allocation past it fails with MemoryError (answered 413) instead
+  of taking the server's memory;
+- the caller waits `seconds` for the answer; past it the worker is killed (SIGKILL) and
+  replaced, and the upload is answered 422;
+- a worker whose resident memory grew by more than RECYCLE_BYTES during a job exits
+  after answering and is replaced, so the memory of a big decode goes back to the system.
+
+Workers are plain `python -P -m app.decode_pool FD` processes, as in model/workers.py
+(not multiprocessing's, whose spawn runs the caller's main script again), and speak a
+small protocol of JSON headers and raw bytes over a socket pair: nothing is unpickled from
+a process that has just parsed hostile bytes. They start on the first upload.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.imaging import ImageError
+
+MB = 1024 * 1024
+RECYCLE_BYTES = 64 * MB
+# A new worker imports NumPy and Pillow first; that is not the upload's time.
+START_SECONDS = 60.0
+MAX_REPLY = 1 << 24
+
+
+class DecodePool:
+    """`workers` decoding processes, shared by the threads that call `prepare`."""
+
+    def __init__(self, workers: int, seconds: float, memory_bytes: int):
+        self.workers = workers
+        self.seconds = seconds
+        self.memory_bytes = memory_bytes
+        self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
+        for _ in range(workers):
+            self._idle.put(None)  # started when first needed
+        self._lock = threading.Lock()
+        self._live: set[_Worker] = set()
+        self._closed = False
+        self.killed = 0  # workers stopped at the deadline (for tests and benchmarks)
+
+    def prepare(
+        self,
+        data: bytes,
+        shape: tuple[int, int, int],
+        *,
+        digits: bool,
+        max_pixels: int,
+        max_aspect: float,
+    ) -> np.ndarray:
+        """imaging.prepare(...) in a worker; ImageError for every way it can fail."""
+        job = {
+            "shape": list(shape),
+            "digits": digits,
+            "max_pixels": max_pixels,
+            "max_aspect": max_aspect,
+        }
+        worker = self._idle.get()
+        try:
+            if worker is None or not worker.alive():
+                worker = self._start()
+            return worker.call(job, data, self)
+        finally:
+            if worker is not None and not worker.alive():
+                self._forget(worker)
+                worker = None
+            self._idle.put(worker)
+
+    def _start(self) -> _Worker:
+        if self._closed:
+            raise ImageError(503, "The server is shutting down; please try again shortly.")
+        worker = _Worker(self.memory_bytes)
+        with self._lock:
+            self._live.add(worker)
+        return worker
+
+    def _forget(self, worker: _Worker) -> None:
+        worker.stop()
+        with self._lock:
+            self._live.discard(worker)
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [worker.process.pid for worker in self._live if worker.alive()]
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            workers, self._live = list(self._live), set()
+        for worker in workers:
+            worker.stop()
+
+
+class _Worker:
+    def __init__(self, memory_bytes: int):
+        package_root = str(Path(__file__).resolve().parent.parent)
+        path = os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])])
+        ours, theirs = socket.socketpair()
+        env = {
+            **os.environ,
+            "PYTHONPATH": path,
+            # One thread and one malloc arena: the cap is then the worker's whole budget.
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+            "MALLOC_ARENA_MAX": "1",
+        }
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-P",
+                "-m",
+                "app.decode_pool",
+                str(theirs.fileno()),
+                str(memory_bytes),
+            ],
+            pass_fds=[theirs.fileno()],
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        theirs.close()
+        self.connection = Connection(ours.detach())
+        self.ready = False
+        self.dead = False
+
+    def alive(self) -> bool:
+        return not self.dead and self.process.poll() is None
+
+    def call(self, job: dict[str, Any], data: bytes, pool: DecodePool) -> np.ndarray:
+        try:
+            if not self.ready:
+                if not self.connection.poll(START_SECONDS):
+                    raise OSError("the decoding worker did not start")
+                self.connection.recv_bytes(64)
+                self.ready = True
+            self.connection.send_bytes(json.dumps(job).encode())
+            self.connection.send_bytes(data)
+            if not self.connection.poll(pool.seconds):
+                pool.killed += 1
+                self.stop()
+                raise ImageError(
+                    422,
+                    f"Decoding this image took more than {pool.seconds:g} seconds, so it was "
+                    "stopped; please send a smaller or simpler image.",
+                )
+            reply = json.loads(self.connection.recv_bytes(MAX_REPLY))
+            pixels = self.connection.recv_bytes(MAX_REPLY) if reply["ok"] else b""
+        except (EOFError, OSError, ValueError, KeyError):
+            self.stop()
+            raise ImageError(
+                422, "The image could not be decoded: its decoder stopped on it."
+            ) from None
+        if reply.get("retire"):
+            self.stop()
+        if not reply["ok"]:
+            raise ImageError(int(reply["status"]), str(reply["detail"]))
+        shape = tuple(job["shape"])
+        return np.frombuffer(pixels, np.uint8).reshape(shape).copy()
+
+    def stop(self) -> None:
+        if self.dead:
+            return
+        self.dead = True
+        try:
+            self.connection.close()
+        except OSError:
+            pass
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+# --- the worker process ------------------------------------------------------------------
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _cap_address_space(memory_bytes: int) -> None:
+    try:
+        import resource
+
+        limit = _status_kb("VmSize") * 1024 + memory_bytes
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ImportError, OSError, ValueError):
+        pass  # not Linux: the deadline still holds
+
+
+def _serve(connection: Connection, memory_bytes: int) -> None:
+    """Decode jobs until the server closes the connection."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
+    from PIL import Image
+
+    from app import imaging
+
+    Image.init()  # every format plugin imported before the cap, not during a job
+    imaging.configure_pillow(imaging.MAX_PIXELS)
+    _cap_address_space(memory_bytes)
+    resident = _status_kb("VmRSS") * 1024
+    connection.send_bytes(b"ready")
+    while True:
+        try:
+            job = json.loads(connection.recv_bytes(1 << 16))
+            data = connection.recv_bytes()
+        except (EOFError, OSError):
+            return
+        pixels = b""
+        try:
+            imaging.configure_pillow(job["max_pixels"])
+            array = imaging.prepare(
+                data,
+                tuple(job["shape"]),
+                digits=job["digits"],
+                max_pixels=job["max_pixels"],
+                max_aspect=job["max_aspect"],
+            )
+            pixels = np.ascontiguousarray(array, np.uint8).tobytes()
+            reply: dict[str, Any] = {"ok": True}
+        except imaging.ImageError as error:
+            reply = {"ok": False, "status": error.status, "detail": error.detail}
+        except MemoryError:
+            reply = {
+                "ok": False,
+                "status": 413,
+                "detail": f"Decoding this image needs more than the {memory_bytes // MB} MiB "
+                "a decode may use; please send a smaller image.",
+            }
+        except Exception as error:  # a decoder failing in a way nothing above expected
+            reason = str(error).strip().rstrip(".")[:200] or type(error).__name__
+            reply = {
+                "ok": False,
+                "status": 422,
+                "detail": f"The image could not be decoded: {reason}.",
+            }
+        del data
+        reply["retire"] = _status_kb("VmRSS") * 1024 - resident > RECYCLE_BYTES
+        try:
+            connection.send_bytes(json.dumps(reply).encode())
+            if reply["ok"]:
+                connection.send_bytes(pixels)
+        except OSError:
+            return
+        if reply["retire"]:
+            return
+
+
+if __name__ == "__main__":
+    _serve(Connection(int(sys.argv[1])), int(sys.argv[2]))
