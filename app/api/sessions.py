@@ -333,6 +333,7 @@ def _entry_out(code: str, entry: dict[str, Any]) -> WallEntry:
     "/{code}/submissions",
     status_code=201,
     responses={
+        400: error("A body that cannot be read as JSON (e.g. not UTF-8)."),
         404: error("No such session, or the run has expired."),
         422: error("A label that is not one of the model's classes."),
     },
