@@ -65,8 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ttl_seconds=settings.run_ttl_seconds,
             )
         )
-        if isinstance(app.state.run_store, RunStore):  # a Redis store has no folder
-            store_check.prepare(app.state.run_store)  # logs what is wrong; /healthz says it
+        store_check.prepare(app.state.run_store)  # logs what is wrong; /healthz says it
         app.state.sessions = await connect.open_sessions(settings)
         app.state.map_cache = MapCache()
         app.state.forward_gate = gate = ForwardGate(

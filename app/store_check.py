@@ -60,6 +60,8 @@ def _free(directory: Path) -> int:
 
 def prepare(store: RunStore) -> str | None:
     """Make the folder (0700) if it is missing, then check it; logs what is wrong."""
+    if not isinstance(store, RunStore):
+        return None  # a Redis store (app/runs_redis.py) has no folder: Redis was reached
     try:
         store.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError:
@@ -71,7 +73,10 @@ def prepare(store: RunStore) -> str | None:
 
 
 def check(store: RunStore) -> str | None:
-    """problem(), after evicting old runs if the disk is full."""
+    """problem(), after evicting old runs if the disk is full; None for a store with no
+    folder (Redis)."""
+    if not isinstance(store, RunStore):
+        return None
     reason = problem(store.directory)
     if reason == "its run store's disk is full" and store.make_room():
         reason = problem(store.directory)

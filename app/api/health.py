@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from app import __version__, store_check
 from app.errors import error
-from app.runs import RunStore, RunStoreDep
+from app.runs import RunStoreDep
 
 router = APIRouter(tags=["health"])
 
@@ -23,8 +23,7 @@ def healthz(store: RunStoreDep) -> Health:
     """Answers 200 while the server can take requests (load balancers and Docker poll it),
     503 with a sentence when it cannot keep runs (its run store is missing, read-only,
     another user's, or on a full disk)."""
-    # A Redis run store (app/runs_redis.py) has no folder to check: Redis was reached at start.
-    if isinstance(store, RunStore) and (reason := store_check.check(store)):
+    if reason := store_check.check(store):
         return JSONResponse(  # type: ignore[return-value]
             {"detail": f"The server cannot keep runs: {reason}."},
             status_code=503,

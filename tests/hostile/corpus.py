@@ -478,10 +478,11 @@ def _work_cases() -> list[Callable[[], Case]]:
         lambda: upload(
             "gif-comment-flood",
             gif_with_comment_flood(2_000_000),
-            {413, 422},
+            {200, 413, 422},
             "comments.gif",
             "image/gif",
-            note="2,000,000 comment blocks (10 MB): stopped by the decoding deadline",
+            note="2,000,000 comment blocks (10 MB): decoded within the deadline on a quiet "
+            "machine, stopped by it (413/422) on a slow one; never a core held past it",
         ),  # fmt: skip
         lambda: upload(
             "icc-swapping-channels",
