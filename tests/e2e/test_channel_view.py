@@ -42,10 +42,15 @@ def test_a_chosen_slice_shows_its_top_patches_and_visualisation(
         expect(page.locator("#channel-title")).to_have_text("Channel 2 of conv1")
         patches = page.locator("#examples-grid .example-image")
         expect(patches).to_have_count(9)
-        page.wait_for_function(
-            "[...document.querySelectorAll('#examples-grid img')].every(i => i.naturalWidth > 0)",
-            timeout=TIMEOUT_MS,
+        # Polled with evaluate (CDP), not wait_for_function: its eval is refused by the CSP.
+        loaded = (
+            "[...document.querySelectorAll('#examples-grid img')].every(i => i.naturalWidth > 0)"
         )
+        for _ in range(TIMEOUT_MS // 250):
+            if page.evaluate(loaded):
+                break
+            page.wait_for_timeout(250)
+        assert page.evaluate(loaded), "the nine patch pictures never loaded"
         patches.nth(0).hover()
         expect(page.locator("#example-readout")).to_contain_text("test/")
         expect(view).to_have_attribute("data-vis", "done", timeout=TIMEOUT_MS)

@@ -47,7 +47,7 @@ def test_a_class_follows_the_presenter_and_sends_a_digit(viewer_on, live_server:
     expect(code).to_have_text(re.compile(r"^[2-9A-HJKMNP-Z]{6}$"))
     code = code.inner_text()
     expect(page.locator("#session-link")).to_have_attribute("href", f"{live_server}/join/{code}")
-    page.wait_for_function("document.getElementById('session-qr').naturalWidth > 100")
+    page.wait_for_function("() => document.getElementById('session-qr').naturalWidth > 100")
     # The token stays on the presenter's page: never in a link it shows.
     token = page.evaluate("JSON.parse(sessionStorage.getItem('convscope.session')).token")
     assert token not in page.content()
