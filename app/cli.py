@@ -83,8 +83,8 @@ def add_train_parser(subparsers: Subparsers) -> None:
         "train",
         help="train a model on a dataset (NumPy, resumable)",
         description="Train one of the shipped architectures with the project's NumPy trainer. "
-        "The defaults are the model's reference recipe (DESIGN.md); a checkpoint is written "
-        "after every epoch, and the weights plus a JSON model card at the end.",
+        "The defaults are the model's reference recipe (docs/architecture.md); a checkpoint "
+        "is written after every epoch, and the weights plus a JSON model card at the end.",
         epilog="""\
 examples:
   convscope train --model cifar10 --data ../shared/datasets/cifar10-jpg.tar.gz
@@ -124,9 +124,9 @@ examples:
 
 
 def train(args: argparse.Namespace) -> int:
-    from model.malloc import keep_freed_buffers
-    from model.train import TrainConfig
-    from model.train import train as run_training
+    from model.training.malloc import keep_freed_buffers
+    from model.training.train import TrainConfig
+    from model.training.train import train as run_training
 
     keep_freed_buffers()  # this process only trains: reuse its big buffers (about +10%)
     config = TrainConfig.for_model(
@@ -177,8 +177,8 @@ def evaluate(args: argparse.Namespace) -> int:
     import json
 
     import model
-    from model.datasets import load_split
-    from model.evaluate import evaluate as run_evaluation
+    from model.training.datasets import load_split
+    from model.training.evaluate import evaluate as run_evaluation
 
     try:
         net = model.load(args.weights or args.model)

@@ -10,13 +10,14 @@ from threadpoolctl import threadpool_limits
 
 from app import __version__, errors, imaging
 from app.api import docs, forward, health, models, pages, runs
+from app.debug import WorkerPidHeader
 from app.gate import ForwardGate
 from app.paths import STATIC_DIR
 from app.registry import Registry
 from app.runs import RunStore
 from app.security import SecurityHeadersMiddleware
 from app.settings import Settings
-from model.malloc import limit_arenas
+from model.training.malloc import limit_arenas
 
 MALLOC_ARENAS = 2
 
@@ -64,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swagger_ui_oauth2_redirect_url=None,
     )
     app.add_middleware(SecurityHeadersMiddleware)
+    if settings.worker_pid_header:
+        app.add_middleware(WorkerPidHeader)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(models.router)

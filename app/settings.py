@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     models: Annotated[tuple[str, ...], NoDecode] = Field(
         ("cifar10", "mnist"), description="Model ids to serve, comma-separated."
     )
+    worker_pid_header: bool = Field(
+        False, description="Diagnostics: name the answering worker process in X-Worker-PID."
+    )
 
     @field_validator("models", mode="before")
     @classmethod

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import model
-from model.workers import GradientWorkers
+from model.training.workers import GradientWorkers
 from tests.model.test_network import TINY_SPEC
 
 OTHER_SPEC = {

@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from model.network import Network
-from model.parallel import default_workers
+from model.training.parallel import default_workers
 
 Result = tuple[float, dict[str, np.ndarray], np.ndarray]
 
@@ -80,16 +80,16 @@ class GradientWorkers:
     def _start(self) -> None:
         if self._processes:
             return
-        # Plain `python -m model.workers` processes, not multiprocessing's: its spawn runs
+        # Plain `python -m model.training.workers` processes, not multiprocessing's: its spawn runs
         # the caller's main script again in every worker (a script without a __main__ guard
         # would start workers without end), and a fork copies locks held by other threads.
         # -P: this package, not a `model` folder that happens to be in the current directory.
-        package_root = str(Path(__file__).resolve().parent.parent)
+        package_root = str(Path(__file__).resolve().parents[2])
         path = os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])])
         for _ in range(self.workers):
             ours, theirs = socket.socketpair()
             process = subprocess.Popen(
-                [sys.executable, "-P", "-m", "model.workers", str(theirs.fileno())],
+                [sys.executable, "-P", "-m", "model.training.workers", str(theirs.fileno())],
                 pass_fds=[theirs.fileno()],
                 env={**os.environ, "PYTHONPATH": path},
             )
@@ -141,7 +141,7 @@ def _serve(connection: Connection) -> None:
     until the trainer is gone and the connection ends)."""
     from threadpoolctl import threadpool_limits
 
-    from model.malloc import keep_freed_buffers
+    from model.training.malloc import keep_freed_buffers
 
     # Ctrl-C reaches the whole process group: the trainer decides, and closes its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
