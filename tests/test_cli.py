@@ -40,6 +40,7 @@ def test_workers_must_be_a_positive_number(workers: str) -> None:
         build_parser().parse_args(["serve", "--workers", workers])
 
 
+@pytest.mark.slow  # a subprocess
 def test_bad_setting_is_reported_without_a_traceback() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "app", "serve"],

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each check runs in a subprocess
+
 # Allocates, fills and frees a 64 MB buffer six times; prints the page faults of the last five.
 PROGRAM = """
 import resource, sys

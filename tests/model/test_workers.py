@@ -8,6 +8,8 @@ import model
 from model.training.workers import GradientWorkers
 from tests.model.test_network import TINY_SPEC
 
+pytestmark = pytest.mark.slow  # starts worker processes
+
 OTHER_SPEC = {
     **TINY_SPEC,
     "name": "other",
