@@ -128,7 +128,7 @@ def train(args: argparse.Namespace) -> int:
     from model.training.train import TrainConfig
     from model.training.train import train as run_training
 
-    keep_freed_buffers()  # this process only trains: reuse its big buffers (about +10%)
+    keep_freed_buffers()  # this process only trains: reuse its big buffers (BENCHMARKS.md)
     config = TrainConfig.for_model(
         args.model,
         args.data,

@@ -4,12 +4,11 @@ Each worker holds its own copy of the network and computes one shard of the batc
 gradients and scores) with a single-threaded BLAS; the shards' results are weighted by
 their size, so the step equals net.loss_and_scores on the whole batch up to float rounding.
 
-Processes, not threads: two threads each pushing half a batch ran the convolutions 15-20%
-slower than one thread alone, while two processes did not slow each other down (most
-likely the thousands of NumPy calls in a step, each handing Python's GIL to the other
-thread and back). Side by side in one run, two threads gave 512 images/s and two
-processes 644 (BENCHMARKS.md). A step sends each worker the weights and
-its shard (about 2 MB for cifar10) and gets the gradients back: a few ms against 200.
+Processes, not threads: two threads each pushing half a batch ran the convolutions slower
+than one thread alone, while two processes did not slow each other down (most likely the
+thousands of NumPy calls in a step, each handing Python's GIL to the other thread and
+back); BENCHMARKS.md has the figures. A step sends each worker the weights and its shard
+and gets the gradients back, which costs little beside the step itself.
 """
 
 from __future__ import annotations
