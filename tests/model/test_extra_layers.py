@@ -18,23 +18,7 @@ from model.extra_layers import (
     Tanh,
 )
 from model.network import Network
-
-
-def numeric_gradient(f, x: np.ndarray, h: float = 1e-5) -> np.ndarray:
-    grad = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        old = x[index]
-        x[index] = old + h
-        plus = f()
-        x[index] = old - h
-        minus = f()
-        x[index] = old
-        grad[index] = (plus - minus) / (2 * h)
-    return grad
-
-
-def relative_error(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
+from tests.model.test_layers import numeric_gradient, relative_error
 
 
 def check_gradients(layer, x: np.ndarray, rng: np.random.Generator) -> None:
