@@ -1,6 +1,6 @@
 """Ship the page with the package: templates/ and static/ live at the top of the repository
-(DESIGN.md), and a wheel installs them as app/templates and app/static. app/paths.py finds
-them in either place. Everything else is declared in pyproject.toml."""
+(docs/architecture.md), and a wheel installs them as app/templates and app/static.
+app/paths.py finds them in either place. Everything else is declared in pyproject.toml."""
 
 import shutil
 from pathlib import Path

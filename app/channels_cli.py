@@ -55,7 +55,7 @@ def _load(args):
 def index(args: argparse.Namespace) -> int:
     from model.channels import build_index, weights_sha256
     from model.channels.files import image_paths, write_index
-    from model.datasets import load_split
+    from model.training.datasets import load_split
 
     try:
         net, out = _load(args)

@@ -89,8 +89,8 @@ def add_train_parser(subparsers: Subparsers) -> None:
         "train",
         help="train a model on a dataset (NumPy, resumable)",
         description="Train one of the shipped architectures with the project's NumPy trainer. "
-        "The defaults are the model's reference recipe (DESIGN.md); a checkpoint is written "
-        "after every epoch, and the weights plus a JSON model card at the end.",
+        "The defaults are the model's reference recipe (docs/architecture.md); a checkpoint "
+        "is written after every epoch, and the weights plus a JSON model card at the end.",
         epilog="""\
 examples:
   convscope train --model cifar10 --data ../shared/datasets/cifar10-jpg.tar.gz
@@ -130,11 +130,11 @@ examples:
 
 
 def train(args: argparse.Namespace) -> int:
-    from model.malloc import keep_freed_buffers
-    from model.train import TrainConfig
-    from model.train import train as run_training
+    from model.training.malloc import keep_freed_buffers
+    from model.training.train import TrainConfig
+    from model.training.train import train as run_training
 
-    keep_freed_buffers()  # this process only trains: reuse its big buffers (about +10%)
+    keep_freed_buffers()  # this process only trains: reuse its big buffers (BENCHMARKS.md)
     config = TrainConfig.for_model(
         args.model,
         args.data,
@@ -186,8 +186,8 @@ def evaluate(args: argparse.Namespace) -> int:
 
     import model
     from app.models_dir import find, record_accuracy
-    from model.datasets import load_split
-    from model.evaluate import evaluate as run_evaluation
+    from model.training.datasets import load_split
+    from model.training.evaluate import evaluate as run_evaluation
 
     try:
         imported = None if args.weights else find(args.model)

@@ -1,16 +1,19 @@
 """`convscope forward`: one image through one model, every layer written to a folder.
 
-The same preprocessing, pictures and statistics as the server, without one: input.png,
-NN-<layer>.png per layer (all depth slices, labelled) and summary.json.
+The same preprocessing, inference path (app/inference.py), pictures and statistics as the
+server, without one: input.png, NN-<layer>.png per layer (all depth slices, labelled) and
+summary.json, the run's record (app/record.py) with the file of each picture.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
-from app import imaging, render, stream
+from app import imaging, inference, render
+from app.record import RunInput, RunRecord
 from app.registry import load_model
 
 
@@ -26,33 +29,35 @@ def forward_to_directory(
     pixels = imaging.prepare(
         image.read_bytes(), net.input_shape, digits=served.digits, max_pixels=max_pixels
     )
-    volumes = [batch[0] for batch in net.forward(net.preprocess(pixels[None]))]
     out.mkdir(parents=True, exist_ok=True)
     (out / "input.png").write_bytes(render.pixels_png(pixels))
-    layers = []
-    width = len(str(len(volumes) - 1))
-    for index, (layer, volume) in enumerate(zip(net.layers, volumes, strict=True)):
-        name = f"{index:0{max(2, width)}d}-{layer.name}.png"
-        (out / name).write_bytes(render.volume_png(volume, colormap=colormap))
-        layers.append(
-            {
-                "index": index,
-                "name": layer.name,
-                "kind": layer.kind,
-                "shape": list(volume.shape),
-                "stats": stream.stats(volume),
-                "png": name,
-            }
-        )
-    probs = stream.probabilities(volumes[-1], net.layers[-1].kind == "softmax")
+    record = RunRecord(
+        id="",
+        model=served.id,
+        trained=served.trained,
+        created=time.time(),
+        classes=net.classes,
+        input=RunInput(shape=list(pixels.shape)),
+    )
+    width = max(2, len(str(len(net.layers) - 1)))
+    files, last = [], None
+    for index, (layer, volume, numbers) in enumerate(inference.layers(net, pixels)):
+        inference.add_layer(record, layer, volume, numbers)
+        files.append(f"{index:0{width}d}-{layer.name}.png")
+        (out / files[-1]).write_bytes(render.volume_png(volume, colormap=colormap))
+        last = volume
+    inference.add_scores(record, *inference.scores(net, last))
+    run = record.dump()
     summary = {
-        "model": served.id,
-        "trained": served.trained,
+        "model": run["model"],
+        "trained": run["trained"],
         "image": str(image),
-        "input": {"shape": list(pixels.shape), "png": "input.png"},
-        "layers": layers,
-        "probabilities": [float(p) for p in probs],
-        "top": stream.top(probs, net.classes),
+        "input": {"shape": run["input"]["shape"], "png": "input.png"},
+        "layers": [
+            {**layer, "png": name} for layer, name in zip(run["layers"], files, strict=True)
+        ],
+        "probabilities": run["probabilities"],
+        "top": run["top"],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -24,6 +24,7 @@ from app.api import (
     sessions,
 )
 from app.decode_pool import DecodePool
+from app.debug import WorkerPidHeader
 from app.gate import ForwardGate
 from app.http_guard import GuardMiddleware
 from app.mapcache import MapCache
@@ -36,7 +37,7 @@ from app.security import SecurityHeadersMiddleware
 from app.sessions import connect
 from app.settings import Settings
 from app.upload import UploadBudget
-from model.malloc import limit_arenas
+from model.training.malloc import limit_arenas
 
 MALLOC_ARENAS = 2
 
@@ -109,6 +110,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         GuardMiddleware, allowed_hosts=settings.allowed_hosts, limit=settings.limit_concurrency
     )
+    if settings.worker_pid_header:
+        app.add_middleware(WorkerPidHeader)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(models.router)

@@ -19,26 +19,15 @@ from typing import Any
 
 import numpy as np
 
+from app.inference import stats
+from app.record import RunRecord
+
 MEDIA_TYPE = "application/x-ndjson"
-TOP_CLASSES = 5
 
 
 def dumps(message: dict[str, Any]) -> bytes:
     """One NDJSON line. NaN and infinity are refused: they are not JSON."""
     return json.dumps(message, separators=(",", ":"), allow_nan=False).encode() + b"\n"
-
-
-def stats(volume: np.ndarray) -> dict[str, float]:
-    """min, max, mean, std and the fraction of exact zeros of a volume."""
-    mean = float(volume.mean(dtype=np.float64))
-    centred = (volume - np.float32(mean)).ravel()
-    return {
-        "min": float(volume.min()),
-        "max": float(volume.max()),
-        "mean": mean,
-        "std": float(np.sqrt(np.dot(centred, centred) / volume.size)),
-        "zeros": 1.0 - np.count_nonzero(volume) / volume.size,
-    }
 
 
 def quantize(volume: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -62,22 +51,15 @@ def b64(array: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
 
 
-def run_line(
-    run_id: str,
-    model_id: str,
-    trained: bool,
-    classes: list[str],
-    layer_count: int,
-    pixels: np.ndarray,
-) -> bytes:
+def run_line(record: RunRecord, layer_count: int, pixels: np.ndarray) -> bytes:
     """The first line: what the run is, and the preprocessed input pixels (H, W, D) uint8."""
     return dumps(
         {
             "type": "run",
-            "id": run_id,
-            "model": model_id,
-            "trained": trained,
-            "classes": classes,
+            "id": record.id,
+            "model": record.model,
+            "trained": record.trained,
+            "classes": record.classes,
             "layer_count": layer_count,
             "input": {
                 "shape": list(pixels.shape),
@@ -119,32 +101,13 @@ def layer_line(
     return head[:-2] + b',"data":"' + data + b'"}\n'
 
 
-def probabilities(last: np.ndarray, is_softmax: bool) -> np.ndarray:
-    """Class probabilities (float64, summing to 1) from the last layer's volume."""
-    scores = last.reshape(-1).astype(np.float64)
-    if not is_softmax:
-        scores = np.exp(scores - scores.max())
-    return scores / scores.sum()
-
-
-def top(probs: np.ndarray, classes: list[str], k: int = TOP_CLASSES) -> list[dict[str, Any]]:
-    order = np.argsort(-probs, kind="stable")[:k]
-    return [
-        {
-            "index": int(i),
-            "class": classes[i] if i < len(classes) else str(i),
-            "probability": float(probs[i]),
-        }
-        for i in order
-    ]
-
-
-def scores_line(probs: np.ndarray, best: list[dict[str, Any]], elapsed_ms: float) -> bytes:
+def scores_line(record: RunRecord, elapsed_ms: float) -> bytes:
+    """The last line: the record's probabilities and top classes."""
     return dumps(
         {
             "type": "scores",
-            "probabilities": [float(p) for p in probs],
-            "top": best,
+            "probabilities": record.probabilities,
+            "top": [best.model_dump(by_alias=True) for best in record.top],
             "elapsed_ms": round(elapsed_ms, 3),
         }
     )

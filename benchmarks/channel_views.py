@@ -23,7 +23,7 @@ import numpy as np
 import model
 from model.channels import INDEXED_KINDS, VisSettings, build_index, visualize, weights_sha256
 from model.channels.files import read_index
-from model.datasets import load_split
+from model.training.datasets import load_split
 from model.weights import SHIPPED_DIR
 
 ROOT = Path(__file__).resolve().parent.parent

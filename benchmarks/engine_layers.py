@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 import model
 from model import layers
-from model.malloc import keep_freed_buffers
+from model.training.malloc import keep_freed_buffers
 
 
 def main() -> None:

@@ -1,13 +1,13 @@
 """NumPy engine vs PyTorch on the CPU, side by side in one process.
 
-Prints, for the cifar10 architecture in DESIGN.md with the same weights and threads:
+Prints, for the cifar10 architecture (docs/architecture.md) with the same weights and threads:
 - forward of one image keeping every layer's volume (PyTorch: forward hooks),
 - training throughput (images/s, forward + backward + SGD step) at batch 128,
 - peak memory of a NumPy training step.
 
     python benchmarks/engine_speed.py [--repeats 20] [--threads 2] [--unmap-buffers]
 
-Like `convscope train`, it lets malloc keep freed buffers (model/malloc.py), for both
+Like `convscope train`, it lets malloc keep freed buffers (model/training/malloc.py), for both
 engines alike; --unmap-buffers leaves glibc's defaults, to measure what that is worth.
 
 Needs `pip install torch==2.13.0` (the yardstick only; ConvScope never imports it).
@@ -25,9 +25,9 @@ from threadpoolctl import threadpool_limits
 
 import model
 from model.interop import to_torch, torch_source
-from model.malloc import keep_freed_buffers
 from model.optim import SGD
-from model.workers import GradientWorkers
+from model.training.malloc import keep_freed_buffers
+from model.training.workers import GradientWorkers
 
 
 def torch_sequential(net: model.Network):

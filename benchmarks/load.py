@@ -6,7 +6,7 @@ machine). Each client is a thread with one keep-alive connection that uploads, i
 a sample image from static/samples/ (cifar10 photos and mnist digits, each to its model),
 reads the NDJSON stream to its last line, and now and then fetches a layer of the run again
 as a PNG. A 503 is waited out for its Retry-After, like a student pressing upload again.
---hostile mixes in the cases of tests/hostile/corpus.py (those under 1 MB), each checked
+--hostile mixes in the cases of benchmarks/hostile_corpus.py (those under 1 MB), each checked
 against its documented statuses.
 
 Prints the requests, the answers by status, p50/p99 latency, and the server's memory: the
@@ -45,7 +45,6 @@ import httpx
 from local_server import free_port, start_server
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 SAMPLES = REPO / "static" / "samples"
 MAX_CLIENTS = 256
@@ -86,10 +85,10 @@ def samples() -> list[Upload]:
 
 
 def hostile() -> list[Upload]:
-    from tests.hostile import corpus
+    import hostile_corpus
 
     uploads = []
-    for case in corpus.small_cases():
+    for case in hostile_corpus.small_cases():
         body, content_type = case.body()
         uploads.append(Upload(case.name, "cifar10", body, content_type, case.expected | {503}))
     return uploads
@@ -302,7 +301,7 @@ def main() -> int:
     )
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (<= 256)")
     parser.add_argument("--seconds", type=float, help="how long (default 60; --soak: 600)")
-    parser.add_argument("--hostile", action="store_true", help="mix in tests/hostile cases")
+    parser.add_argument("--hostile", action="store_true", help="mix in the hostile corpus")
     parser.add_argument("--soak", action="store_true", help="fill the run cache, run long")
     parser.add_argument("--url", help="a running server on this machine (loopback only)")
     parser.add_argument("--pid", type=int, help="with --url: the server's pid, for memory")

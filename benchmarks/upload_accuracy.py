@@ -20,8 +20,8 @@ from PIL import Image
 
 import model
 from app import imaging
-from model.datasets import load_split
-from model.evaluate import evaluate
+from model.training.datasets import load_split
+from model.training.evaluate import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = {

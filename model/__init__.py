@@ -1,4 +1,6 @@
-"""ConvScope's ConvNet in NumPy: layers, the network, weights, data and training.
+"""ConvScope's ConvNet in NumPy: layers (layers.py), the network (network.py), the
+optimiser (optim.py) and weights I/O (weights.py). Datasets, training and evaluation live
+apart, in model/training/.
 
 import model
 net = model.load("cifar10")        # shipped, trained weights

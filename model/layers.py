@@ -123,7 +123,7 @@ def _im2col(x: np.ndarray, k: int, stride: int, pad: int, ho: int, wo: int) -> n
 
 # Training computes 3x3, stride 1, padding 1 convolutions over at least this many input
 # channels by Winograd (model/winograd.py): below, its tile transforms cost more than its
-# fewer multiplications save (measured per layer at batch 64 on one core). Inference
+# fewer multiplications save (measured per layer: BENCHMARKS.md). Inference
 # (forward) keeps im2col: one image is too few tiles to pay for transforming the filters.
 WINOGRAD_MIN_CHANNELS = 32
 
@@ -157,7 +157,7 @@ class Conv(Layer):
             )
         # (F, C, KH, KW) as PyTorch has it, laid out in memory as (KH, KW, C, F): then the
         # im2col weight matrix (KH * KW * C, F) is a view, not a copy on every forward
-        # (conv6's is 590 KB: 116 us of a 1.3 ms forward of one image). Updates in place
+        # (a noticeable share of one image's forward: BENCHMARKS.md). Updates in place
         # keep the layout; an array put in its place still works, through a copy.
         self.params = {
             "weight": np.zeros((size, size, c, filters), np.float32).transpose(3, 2, 0, 1),

@@ -24,6 +24,7 @@ from model.layers import (
     ReceptiveField,
     Shape,
     Softmax,
+    softmax,
     softmax_cross_entropy,
 )
 
@@ -121,7 +122,17 @@ class Network:
         for layer in self.layers:
             x = layer.forward(x)
         scores = x.reshape(x.shape[0], -1)
-        return scores if isinstance(self.layers[-1], Softmax) else _softmax(scores)
+        return scores if isinstance(self.layers[-1], Softmax) else softmax(scores)
+
+    def probabilities(self, last: np.ndarray) -> np.ndarray:
+        """Class probabilities, float64, from the last layer's output: one volume (H, W, D)
+        gives (classes,), a batch (N, H, W, D) gives (N, classes). Each row sums to 1: the
+        softmax of the scores, or a final softmax layer's output renormalised in float64."""
+        scores = last.reshape(len(last), -1) if last.ndim == 4 else last.reshape(-1)
+        scores = scores.astype(np.float64)
+        if isinstance(self.layers[-1], Softmax):
+            return scores / scores.sum(axis=-1, keepdims=True)
+        return softmax(scores)
 
     # --- training ------------------------------------------------------------------------
 
@@ -212,11 +223,6 @@ class Network:
 
     def _layer(self, name: str) -> Layer:
         return next(layer for layer in self.layers if layer.name == name)
-
-
-def _softmax(scores: np.ndarray) -> np.ndarray:
-    e = np.exp(scores - scores.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _build_layers(definitions: list[dict[str, Any]], input_shape: Shape) -> list[Layer]:

@@ -38,8 +38,8 @@ def transform_filters(weight: np.ndarray) -> np.ndarray:
 
 
 # The transforms are a dozen NumPy passes each; done a few images at a time, each pass reads
-# what the one before wrote from the cache instead of from memory (conv2 at batch 64:
-# input tiles 12.3 -> 8.8 ms).
+# what the one before wrote from the cache instead of from memory (BENCHMARKS.md has the
+# figures).
 CHUNK_BYTES = 4 * 2**20
 
 

@@ -135,11 +135,17 @@ def chromium_path() -> str:
     pytest.skip(INSTALL_CHROMIUM)
 
 
+# A test using one of these starts a server or a browser: it is `slow`, whatever it says.
+SLOW_FIXTURES = {"run_server", "live_server", "chromium_path", "browser", "page"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # A test marked `browser` needs Chromium even if it asks for no browser fixture.
     for item in items:
+        # A test marked `browser` needs Chromium even if it asks for no browser fixture.
         if item.get_closest_marker("browser") and "chromium_path" not in item.fixturenames:
             item.fixturenames.append("chromium_path")
+        if SLOW_FIXTURES.intersection(item.fixturenames) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="module")

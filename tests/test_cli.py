@@ -6,7 +6,8 @@ import sys
 import httpx
 import pytest
 
-from app.cli import build_parser, main
+from app import __version__
+from app.cli import build_parser, main, serve
 
 
 def test_help_lists_subcommands_and_examples(capsys: pytest.CaptureFixture[str]) -> None:
@@ -34,12 +35,18 @@ def test_a_subcommand_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     assert "COMMAND" in capsys.readouterr().err
 
 
+def test_serve_is_a_subcommand_with_its_handler() -> None:
+    args = build_parser().parse_args(["serve", "--port", "8123", "--workers", "3"])
+    assert args.handler is serve and (args.port, args.workers, args.host) == (8123, 3, None)
+
+
 @pytest.mark.parametrize("workers", ["0", "-1", "two"])
 def test_workers_must_be_a_positive_number(workers: str) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--workers", workers])
 
 
+@pytest.mark.slow  # a subprocess
 def test_bad_setting_is_reported_without_a_traceback() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "app", "serve"],
@@ -57,7 +64,7 @@ def test_python_m_app_serves_healthz(run_server) -> None:
     with run_server([sys.executable, "-m", "app", "serve"]) as base_url:
         response = httpx.get(f"{base_url}/healthz", timeout=5)
     assert response.status_code == 200
-    assert response.json()["status"] == "ok"
+    assert response.json() == {"status": "ok", "version": __version__}
 
 
 @pytest.mark.slow

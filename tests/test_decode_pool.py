@@ -12,7 +12,7 @@ from PIL import Image
 
 from app import imaging
 from app.decode_pool import MB, RECYCLE_BYTES, DecodePool
-from tests.hostile import corpus
+from benchmarks import hostile_corpus as corpus
 
 pytestmark = pytest.mark.slow
 CIFAR = (32, 32, 3)

@@ -16,6 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # runs hadolint
 def test_hadolint_finds_nothing() -> None:
     hadolint = shutil.which("hadolint")
     if hadolint is None:

@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect
 
 from app.main import create_app
 from app.settings import Settings
-from tests.hostile import corpus
+from benchmarks import hostile_corpus as corpus
 
 URL = "/api/models/cifar10/forward"
 

@@ -1,4 +1,4 @@
-"""Hostile and odd uploads (tests/hostile/corpus.py): each gets its documented status with a
+"""Hostile and odd uploads (benchmarks/hostile_corpus.py): each gets its documented status with a
 JSON sentence, never a 500, and the filename never comes back, in the app and in a real
 uvicorn, including bodies that stop halfway."""
 
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from app.main import create_app
 from app.settings import Settings
 from app.upload import read_file_field
-from tests.hostile import corpus
+from benchmarks import hostile_corpus as corpus
 
 REPO = Path(__file__).resolve().parents[1]
 URL = "/api/models/cifar10/forward"

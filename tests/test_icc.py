@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from app import imaging
-from tests.hostile import corpus
+from benchmarks import hostile_corpus as corpus
 
 SWAP = corpus.srgb_swapping_red_and_blue()
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()

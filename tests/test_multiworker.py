@@ -20,6 +20,7 @@ def test_runs_are_shared_by_every_worker(run_server, tmp_path: Path) -> None:
         **os.environ,
         "CONVSCOPE_RUNS_DIR": str(tmp_path / "runs"),
         "CONVSCOPE_MODELS": "cifar10",
+        "CONVSCOPE_WORKER_PID_HEADER": "true",  # which worker answered
     }
     command = [sys.executable, "-m", "app", "serve", "--workers", "2"]
     with run_server(command, env=env) as base_url:

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from app import prescan
-from tests.hostile import corpus
+from benchmarks import hostile_corpus as corpus
 
 
 def segments_by_reference(data: bytes) -> tuple[int, int]:

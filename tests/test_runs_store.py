@@ -183,6 +183,7 @@ def _reader(directory: str, seconds: float) -> tuple[int, int]:
     return found, missing
 
 
+@pytest.mark.slow  # four processes
 def test_several_processes_save_evict_and_read_at_once(tmp_path: Path) -> None:
     context = multiprocessing.get_context("fork")
     with context.Pool(4) as pool:

@@ -13,11 +13,12 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import StreamingResponse
 
-from app import imaging, stream
+from app import imaging, inference, stream
 from app.api.models import served_model
 from app.decode_pool import DecodePool
 from app.errors import error
 from app.gate import Emit, ForwardGate, ForwardGateDep, GatedStreamingResponse, Place
+from app.record import RunInput, RunRecord
 from app.registry import RegistryDep, ServedModel
 from app.runs import RunStore, RunStoreDep, new_run_id
 from app.settings import Settings, SettingsDep
@@ -112,12 +113,24 @@ async def forward(
     except BaseException:
         place.release()
         raise
-    run_id = new_run_id()
+    record = new_record(served, pixels)
     return GatedStreamingResponse(
         place,
-        _run(served, pixels, run_id, store, gate, started, place),
+        _run(served, pixels, record, store, gate, started, place),
         media_type=stream.MEDIA_TYPE,
-        headers={"X-Run-Id": run_id, "Cache-Control": "no-store"},
+        headers={"X-Run-Id": record.id, "Cache-Control": "no-store"},
+    )
+
+
+def new_record(served: ServedModel, pixels: np.ndarray) -> RunRecord:
+    """The record of a run about to start: its layers and scores are filled in as computed."""
+    return RunRecord(
+        id=new_run_id(),
+        model=served.id,
+        trained=served.trained,
+        created=time.time(),
+        classes=served.network.classes,
+        input=RunInput(shape=list(pixels.shape)),
     )
 
 
@@ -136,7 +149,7 @@ def _prepare(
 def _produce(
     served: ServedModel,
     pixels: np.ndarray,
-    run_id: str,
+    record: RunRecord,
     store: RunStore,
     started: float,
     emit: Emit,
@@ -144,48 +157,22 @@ def _produce(
     """Compute the layers, emitting each one's line as soon as it is ready; then save the
     run and emit the scores. Runs on a compute thread."""
     net = served.network
-    volumes, layer_stats = [], []
-    batches = net.forward_iter(net.preprocess(pixels[None]))
-    for index, (layer, batch) in enumerate(batches):
-        volume = batch[0]
-        if not np.isfinite(volume).all():
-            raise FloatingPointError(f"layer {layer.name} produced NaN or infinity")
-        numbers = stream.stats(volume)
+    volumes = []
+    for layer, volume, numbers in inference.layers(net, pixels):
+        inference.add_layer(record, layer, volume, numbers)
         volumes.append(volume)
-        layer_stats.append(numbers)
         elapsed = (time.perf_counter() - started) * 1000
-        emit(stream.layer_line(index, layer.name, layer.kind, volume, elapsed, numbers))
-    probs = stream.probabilities(volumes[-1], net.layers[-1].kind == "softmax")
-    best = stream.top(probs, net.classes)
-    meta = {
-        "id": run_id,
-        "model": served.id,
-        "trained": served.trained,
-        "created": time.time(),
-        "classes": net.classes,
-        "input": {"shape": list(pixels.shape), "layout": "HWD"},
-        "layers": [
-            {
-                "index": i,
-                "name": layer.name,
-                "kind": layer.kind,
-                "shape": list(layer.output_shape),
-                "stats": numbers,
-            }
-            for i, (layer, numbers) in enumerate(zip(net.layers, layer_stats, strict=True))
-        ],
-        "probabilities": [float(p) for p in probs],
-        "top": best,
-    }
+        emit(stream.layer_line(len(volumes) - 1, layer.name, layer.kind, volume, elapsed, numbers))
+    inference.add_scores(record, *inference.scores(net, volumes[-1]))
     # Saved before the last line, so a client holding the scores can fetch any layer.
-    store.save(run_id, meta, pixels, volumes)
-    emit(stream.scores_line(probs, best, (time.perf_counter() - started) * 1000))
+    store.save(record.id, record.dump(), pixels, volumes)
+    emit(stream.scores_line(record, (time.perf_counter() - started) * 1000))
 
 
 async def _run(
     served: ServedModel,
     pixels: np.ndarray,
-    run_id: str,
+    record: RunRecord,
     store: RunStore,
     gate: ForwardGate,
     started: float,
@@ -194,15 +181,12 @@ async def _run(
     """The NDJSON lines of one run. Holds a place at the gate until it ends, however it
     ends (finished, failed, or the client went away)."""
     try:
-        net = served.network
-        yield stream.run_line(
-            run_id, served.id, served.trained, net.classes, len(net.layers), pixels
-        )
-        produce = partial(_produce, served, pixels, run_id, store, started)
+        yield stream.run_line(record, len(served.network.layers), pixels)
+        produce = partial(_produce, served, pixels, record, store, started)
         async for line in gate.stream(produce):
             yield line
     except Exception:
-        log.exception("run %s on %s failed", run_id, served.id)
+        log.exception("run %s on %s failed", record.id, served.id)
         yield stream.error_line(
             "The server could not finish this run; please upload the image again."
         )

@@ -6,28 +6,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy as np
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 
 from app import stream
 from app.errors import error
+from app.record import RunRecord
 from app.runs import RunNotFound, RunStoreDep, StoredRun
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
 
 def _lines(run: StoredRun) -> Iterator[bytes]:
-    meta = run.meta
-    yield stream.run_line(
-        meta["id"], meta["model"], meta["trained"], meta["classes"], run.layer_count, run.pixels()
-    )
-    for layer in meta["layers"]:
-        volume = run.layer(layer["index"])
+    record = RunRecord.model_validate(run.meta)
+    yield stream.run_line(record, run.layer_count, run.pixels())
+    for layer in record.layers:
+        volume = run.layer(layer.index)
         yield stream.layer_line(
-            layer["index"], layer["name"], layer["kind"], volume, 0.0, layer["stats"]
+            layer.index, layer.name, layer.kind, volume, 0.0, layer.stats.model_dump()
         )
-    yield stream.scores_line(np.array(meta["probabilities"]), meta["top"], 0.0)
+    yield stream.scores_line(record, 0.0)
 
 
 @router.get(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -19,6 +18,7 @@ from app import render
 from app.errors import error
 from app.gate import ForwardGateDep
 from app.picture_cache import PictureCacheDep, cached_picture
+from app.record import RunRecord
 from app.runs import RunNotFound, RunStore, RunStoreDep, StoredRun
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
@@ -30,51 +30,19 @@ TOO_BIG = error("Bad parameters, or the picture asked for is too large.")
 BUSY = error("Too many pictures are being drawn; Retry-After says when to try again.")
 
 
-Upscale = Annotated[
+UPSCALE = f"Pixels per neuron (repeated); at most {render.MAX_SIDE} per side in all."
+Upscale = Annotated[int | None, Query(ge=1, le=render.MAX_UPSCALE, description=UPSCALE)]
+# input.png's first name for upscale; still accepted, but `scale` means colour range elsewhere.
+OldUpscale = Annotated[
     int | None,
-    Query(
-        ge=1,
-        le=render.MAX_UPSCALE,
-        description=f"Pixels per neuron (repeated); at most {render.MAX_SIDE} per side in all.",
-    ),
+    Query(ge=1, le=render.MAX_UPSCALE, deprecated=True, description="The same as upscale."),
 ]
 
 
-class Stats(BaseModel):
-    min: float
-    max: float
-    mean: float
-    std: float
-    zeros: float = Field(description="Fraction of the volume's numbers that are exactly 0.")
+class RunInfo(RunRecord):
+    """The run's record, and until when it can be fetched."""
 
-
-class RunLayer(BaseModel):
-    index: int
-    name: str
-    kind: str
-    shape: list[int]
-    stats: Stats
-
-
-class TopClass(BaseModel):
-    model_config = {"populate_by_name": True}
-
-    index: int
-    class_: str = Field(alias="class")
-    probability: float
-
-
-class RunInfo(BaseModel):
-    id: str
-    model: str
-    trained: bool
-    created: float = Field(description="Unix time the run was made.")
     expires: float = Field(description="Unix time after which it can no longer be fetched.")
-    classes: list[str]
-    input: dict[str, Any]
-    layers: list[RunLayer]
-    probabilities: list[float]
-    top: list[TopClass]
 
 
 class LayerValues(BaseModel):
@@ -128,7 +96,7 @@ def _layer_shape(run_id: str, index: int) -> Callable[[StoredRun], list[int]]:
 def _headers(expires_at: float) -> dict[str, str]:
     # A run never changes, so a browser may keep what it fetched until the run expires.
     max_age = max(0, int(expires_at - time.time()))
-    return {"Cache-Control": f"private, max-age={max_age}", "X-Worker-PID": str(os.getpid())}
+    return {"Cache-Control": f"private, max-age={max_age}"}
 
 
 @router.get("/{run_id}", responses={404: GONE})
@@ -155,8 +123,8 @@ async def get_input_png(
     gate: ForwardGateDep,
     cache: PictureCacheDep,
     run_id: str,
-    scale: Upscale = None,
     upscale: Upscale = None,
+    scale: OldUpscale = None,
 ) -> Response:
     """The preprocessed input: what the model saw, before normalisation."""
     _, expires = _read(store, run_id, lambda run: None)

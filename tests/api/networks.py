@@ -2,7 +2,7 @@
 
 import model
 
-CIFAR_LAYERS = 17  # INPUT, 15 hidden layers, SOFTMAX: the cifar10 spec in DESIGN.md
+CIFAR_LAYERS = 17  # INPUT, 15 hidden layers, SOFTMAX: the cifar10 spec (model/specs/cifar10.json)
 
 
 def reference(model_id: str) -> model.Network:

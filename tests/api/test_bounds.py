@@ -13,7 +13,7 @@ import pytest
 from app import render
 from app.main import create_app
 from app.settings import Settings
-from tests.hostile import corpus
+from benchmarks import hostile_corpus as corpus
 
 UPLOAD = "/api/models/cifar10/forward"
 

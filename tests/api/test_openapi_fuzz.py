@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, settings
 from app.gate import ForwardGate
 from app.main import create_app
 from app.settings import Settings
+from benchmarks import hostile_corpus as corpus
 from tests.api.networks import CIFAR_LAYERS
-from tests.hostile import corpus
 
 MAX_EXAMPLES = 25
 _turn = itertools.count()

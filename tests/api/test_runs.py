@@ -49,6 +49,16 @@ async def test_run_metadata_and_scores(client: httpx.AsyncClient, run) -> None:
     assert [layer["name"] for layer in body["layers"]] == [m["name"] for m in lines[1:-1]]
     assert body["layers"][0]["stats"] == lines[1]["stats"]
     assert body["expires"] - body["created"] == pytest.approx(3600, abs=5)
+    assert "x-worker-pid" not in response.headers  # diagnostics are off by default
+
+
+async def test_the_worker_pid_header_is_there_when_asked_for(tmp_path: Path) -> None:
+    app = create_app(Settings(runs_dir=tmp_path / "runs", worker_pid_header=True))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            run_id, _ = await make_run(client)
+            response = await client.get(f"/api/runs/{run_id}")
     assert response.headers["x-worker-pid"] == str(os.getpid())
 
 
@@ -76,10 +86,13 @@ async def test_layer_json_is_exact_and_npy_matches(client: httpx.AsyncClient, ru
 async def test_input_png_is_the_preprocessed_input(client: httpx.AsyncClient, run) -> None:
     run_id, lines = run
     streamed = np.frombuffer(base64.b64decode(lines[0]["input"]["data"]), np.uint8)
-    one = decode_png(await client.get(f"/api/runs/{run_id}/input.png?scale=1"))
+    one = decode_png(await client.get(f"/api/runs/{run_id}/input.png?upscale=1"))
     assert np.array_equal(one.reshape(-1), streamed)
-    four = decode_png(await client.get(f"/api/runs/{run_id}/input.png?scale=4"))
+    four = decode_png(await client.get(f"/api/runs/{run_id}/input.png?upscale=4"))
     assert four.shape == (128, 128, 3) and np.array_equal(four[::4, ::4], one)
+    # The old name for the same thing is still understood.
+    old = decode_png(await client.get(f"/api/runs/{run_id}/input.png?scale=4"))
+    assert np.array_equal(old, four)
     assert decode_png(await client.get(f"/api/runs/{run_id}/input.png")).shape[0] >= 128
 
 

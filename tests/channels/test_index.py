@@ -10,7 +10,7 @@ from PIL import Image
 from model.channels import build_index, receptive_patch
 from model.channels.files import image_paths, read_index, read_sprite
 from model.channels.index import pad_pixel
-from model.datasets import load_split
+from model.training.datasets import load_split
 from tests.channels.tiny import tiny_images, tiny_network, write_test_index
 
 

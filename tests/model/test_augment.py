@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from model.augment import (
+from model.training.augment import (
     random_affine,
     random_crop,
     random_flip,

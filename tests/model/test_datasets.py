@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model import datasets
-from model.datasets import dataset_sha256, load_split
+from model.training import datasets
+from model.training.datasets import cifar, dataset_sha256, folder, load_split
 
 CLASSES = ["cat", "dog", "frog"]
 
@@ -208,7 +208,7 @@ def test_cache_hit_returns_the_same_arrays(tmp_path, monkeypatch):
     def no_decoding(*args):
         raise AssertionError("decoded again instead of reading the cache")
 
-    monkeypatch.setattr(datasets, "_decode", no_decoding)
+    monkeypatch.setattr(folder, "decode", no_decoding)
     second = load_split(root, "train")
     np.testing.assert_array_equal(second.images, first.images)
     np.testing.assert_array_equal(second.labels, first.labels)
@@ -288,7 +288,7 @@ def test_restricted_unpickler_refuses_other_codecs():
     # protocol 0 with a hand-written _codecs.encode call using a codec other than latin1
     data = b"c_codecs\nencode\n(Vabc\nVrot13\ntR."
     with pytest.raises(pickle.UnpicklingError, match="rot13"):
-        datasets._unpickle(data, "x")
+        cifar.unpickle(data, "x")
 
 
 def test_cifar_batch_with_wrong_data_is_an_error(tmp_path):

@@ -1,5 +1,5 @@
-"""model/malloc.py: a freed large buffer is reused instead of faulted in again (the trainer),
-and a limit on malloc arenas holds (the server)."""
+"""model/training/malloc.py: a freed large buffer is reused instead of faulted in again (the
+trainer), and a limit on malloc arenas holds (the server)."""
 
 import platform
 import subprocess
@@ -7,11 +7,13 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each check runs in a subprocess
+
 # Allocates, fills and frees a 64 MB buffer six times; prints the page faults of the last five.
 PROGRAM = """
 import resource, sys
 import numpy as np
-from model.malloc import keep_freed_buffers
+from model.training.malloc import keep_freed_buffers
 if sys.argv[1] == "keep":
     assert keep_freed_buffers()
 np.ones(16 * 2**20, np.float32)
@@ -40,7 +42,7 @@ def test_kept_buffers_are_not_faulted_in_again() -> None:
 # Eight threads allocate at once; malloc_stats() then lists one "Arena N:" per arena.
 ARENAS_PROGRAM = """
 import ctypes, sys, threading
-from model.malloc import limit_arenas
+from model.training.malloc import limit_arenas
 if sys.argv[1] == "limit":
     assert limit_arenas(2)
 start = threading.Barrier(8)

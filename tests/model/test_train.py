@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import model
-from model.datasets import Dataset
 from model.optim import SGD, one_cycle
-from model.train import TrainConfig, train
+from model.training.datasets import Dataset
+from model.training.train import TrainConfig, train
 
 SPEC = {
     "name": "tiny",
@@ -35,7 +35,7 @@ def make_split(n: int, seed: int) -> Dataset:
     return Dataset(images.astype(np.uint8), labels, ["dark", "light"], "generated", "0" * 64)
 
 
-def config(tmp_path, name: str, epochs: int = 3) -> TrainConfig:
+def config(tmp_path, name: str, epochs: int = 3, workers: int = 2) -> TrainConfig:
     return TrainConfig(
         model="tiny",
         data="generated",
@@ -45,7 +45,7 @@ def config(tmp_path, name: str, epochs: int = 3) -> TrainConfig:
         augmentation="none",
         out=str(tmp_path / name / "tiny"),
         checkpoint=str(tmp_path / name / "tiny.ckpt.npz"),
-        workers=2,
+        workers=workers,
     )
 
 
@@ -61,7 +61,7 @@ def run(cfg: TrainConfig, **kwargs):
 
 
 def test_training_learns_and_writes_weights_and_card(tmp_path):
-    result = run(config(tmp_path, "full"))
+    result = run(config(tmp_path, "full", workers=1))
     losses = [log.loss for log in result.history]
     assert losses[-1] < 0.5 * losses[0]
     assert result.history[-1].test_accuracy >= 0.9
@@ -71,10 +71,22 @@ def test_training_learns_and_writes_weights_and_card(tmp_path):
     assert model.load(result.weights_path).classes == ["dark", "light"]
 
 
+def interrupt_after(epochs: int):
+    """An on_epoch that presses Ctrl-C once `epochs` epochs are done."""
+
+    def on_epoch(log) -> None:
+        if log.epoch == epochs:
+            raise KeyboardInterrupt
+
+    return on_epoch
+
+
+@pytest.mark.slow  # training-step worker processes
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     whole = run(config(tmp_path, "whole"))
-    first = run(config(tmp_path, "split"), stop_after_epoch=1)
-    assert first.weights_path is None and len(first.history) == 1
+    with pytest.raises(KeyboardInterrupt):
+        run(config(tmp_path, "split"), on_epoch=interrupt_after(1))
+    assert not (tmp_path / "split" / "tiny.npz").exists()  # no weights, only the checkpoint
     resumed = run(config(tmp_path, "split"), resume=True)
     assert [log.epoch for log in resumed.history] == [1, 2, 3]
     for name, value in whole.net.state_dict().items():
@@ -82,7 +94,8 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
 
 
 def test_resume_refuses_a_checkpoint_made_with_other_options(tmp_path):
-    run(config(tmp_path, "a", epochs=2), stop_after_epoch=1)
+    with pytest.raises(KeyboardInterrupt):
+        run(config(tmp_path, "a", epochs=2, workers=1), on_epoch=interrupt_after(1))
     with pytest.raises(ValueError, match="epochs=2"):
         run(config(tmp_path, "a", epochs=5), resume=True)
 

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 import model
-from model.workers import GradientWorkers
+from model.training.workers import GradientWorkers
 from tests.model.test_network import TINY_SPEC
+
+pytestmark = pytest.mark.slow  # starts worker processes
 
 OTHER_SPEC = {
     **TINY_SPEC,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.network import Network
-from model.parallel import ShardRunner
+from model.training.parallel import ShardRunner
 
 
 @dataclass

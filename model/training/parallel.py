@@ -4,7 +4,7 @@ NumPy releases the GIL inside its array operations, so threads that each push a 
 through the network keep every core busy, including the elementwise work (im2col copies,
 ReLU, pooling) that a multi-threaded BLAS leaves on one core. Each thread uses a
 single-threaded BLAS, so the threads do not fight over the cores. The training step runs
-in worker processes instead (model/workers.py), where the many small NumPy calls of
+in worker processes instead (model/training/workers.py), where the many small NumPy calls of
 backward do not queue for the GIL.
 """
 

@@ -12,6 +12,7 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,13 +21,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from model import augment
-from model.datasets import Dataset, load_split
-from model.evaluate import evaluate
 from model.network import Network
 from model.optim import SGD, one_cycle
+from model.training import augment
+from model.training.datasets import Dataset, load_split
+from model.training.evaluate import evaluate
+from model.training.workers import GradientWorkers
 from model.weights import SHIPPED_DIR, build, save
-from model.workers import GradientWorkers
 
 # The recipe per shipped model. cifar10: the reference recipe (docs/architecture.md) run
 # twice as long, with label smoothing; mnist: digits moved, turned, scaled and re-inked the
@@ -113,11 +114,12 @@ def train(
     resume: bool = False,
     net: Network | None = None,
     progress: bool = True,
-    stop_after_epoch: int | None = None,
+    on_epoch: Callable[[EpochLog], None] | None = None,
 ) -> TrainResult:
     """Train config.model on config.data; write a checkpoint every epoch and, at the end,
     the weights and their model card. Datasets (and a network) can be passed in directly.
-    stop_after_epoch ends the run early as if interrupted (the checkpoint stays)."""
+    on_epoch(log) is called after each epoch's checkpoint is written; whatever it raises
+    (KeyboardInterrupt, as from Ctrl-C) ends the run there, the checkpoint kept."""
     net = net or build(config.model, seed=config.seed)
     channels = net.input_shape[2]
     if train_set is None:
@@ -149,8 +151,8 @@ def train(
                 progress,
             )
             _save_checkpoint(config, net, optimizer, epoch + 1, history)
-            if stop_after_epoch is not None and stop_after_epoch <= epoch + 1 < config.epochs:
-                return TrainResult(net, history)
+            if on_epoch is not None:
+                on_epoch(log)
 
     final = evaluate(net, test_set.images, test_set.labels)
     card = _model_card(

@@ -4,12 +4,11 @@ Each worker holds its own copy of the network and computes one shard of the batc
 gradients and scores) with a single-threaded BLAS; the shards' results are weighted by
 their size, so the step equals net.loss_and_scores on the whole batch up to float rounding.
 
-Processes, not threads: two threads each pushing half a batch ran the convolutions 15-20%
-slower than one thread alone, while two processes did not slow each other down (most
-likely the thousands of NumPy calls in a step, each handing Python's GIL to the other
-thread and back). Side by side in one run, two threads gave 512 images/s and two
-processes 644 (BENCHMARKS.md). A step sends each worker the weights and
-its shard (about 2 MB for cifar10) and gets the gradients back: a few ms against 200.
+Processes, not threads: two threads each pushing half a batch ran the convolutions slower
+than one thread alone, while two processes did not slow each other down (most likely the
+thousands of NumPy calls in a step, each handing Python's GIL to the other thread and
+back); BENCHMARKS.md has the figures. A step sends each worker the weights and its shard
+and gets the gradients back, which costs little beside the step itself.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from model.network import Network
-from model.parallel import default_workers
+from model.training.parallel import default_workers
 
 Result = tuple[float, dict[str, np.ndarray], np.ndarray]
 
@@ -80,16 +79,16 @@ class GradientWorkers:
     def _start(self) -> None:
         if self._processes:
             return
-        # Plain `python -m model.workers` processes, not multiprocessing's: its spawn runs
+        # Plain `python -m model.training.workers` processes, not multiprocessing's: its spawn runs
         # the caller's main script again in every worker (a script without a __main__ guard
         # would start workers without end), and a fork copies locks held by other threads.
         # -P: this package, not a `model` folder that happens to be in the current directory.
-        package_root = str(Path(__file__).resolve().parent.parent)
+        package_root = str(Path(__file__).resolve().parents[2])
         path = os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])])
         for _ in range(self.workers):
             ours, theirs = socket.socketpair()
             process = subprocess.Popen(
-                [sys.executable, "-P", "-m", "model.workers", str(theirs.fileno())],
+                [sys.executable, "-P", "-m", "model.training.workers", str(theirs.fileno())],
                 pass_fds=[theirs.fileno()],
                 env={**os.environ, "PYTHONPATH": path},
             )
@@ -141,7 +140,7 @@ def _serve(connection: Connection) -> None:
     until the trainer is gone and the connection ends)."""
     from threadpoolctl import threadpool_limits
 
-    from model.malloc import keep_freed_buffers
+    from model.training.malloc import keep_freed_buffers
 
     # Ctrl-C reaches the whole process group: the trainer decides, and closes its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

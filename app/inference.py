@@ -1,0 +1,85 @@
+"""The one inference path: preprocessed pixels through a network, one layer at a time, each
+volume with its statistics; then the class probabilities and the top classes.
+
+    for layer, volume, stats in inference.layers(net, pixels):
+        ...                                  # as soon as each layer is computed
+    probabilities, top = inference.scores(net, last_volume)
+
+The forward route streams what this yields and `convscope forward` writes it to files; both
+fill one RunRecord (app/record.py) from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from app.record import RunLayer, RunRecord, Stats, TopClass
+from model import Network
+from model.layers import Layer
+
+TOP_CLASSES = 5
+
+
+def stats(volume: np.ndarray) -> dict[str, float]:
+    """min, max, mean, std and the fraction of exact zeros of a volume."""
+    mean = float(volume.mean(dtype=np.float64))
+    centred = (volume - np.float32(mean)).ravel()
+    return {
+        "min": float(volume.min()),
+        "max": float(volume.max()),
+        "mean": mean,
+        "std": float(np.sqrt(np.dot(centred, centred) / volume.size)),
+        "zeros": 1.0 - np.count_nonzero(volume) / volume.size,
+    }
+
+
+def layers(
+    net: Network, pixels: np.ndarray
+) -> Iterator[tuple[Layer, np.ndarray, dict[str, float]]]:
+    """Yield (layer, volume (H, W, D), stats) for uint8 pixels (H, W, D), layer by layer.
+
+    FloatingPointError if a layer produces NaN or infinity (its numbers are not JSON)."""
+    for layer, batch in net.forward_iter(net.preprocess(pixels[None])):
+        volume = batch[0]
+        if not np.isfinite(volume).all():
+            raise FloatingPointError(f"layer {layer.name} produced NaN or infinity")
+        yield layer, volume, stats(volume)
+
+
+def top(probabilities: np.ndarray, classes: list[str], k: int = TOP_CLASSES) -> list[TopClass]:
+    """The k most probable classes, most probable first (ties: the lower index first)."""
+    order = np.argsort(-probabilities, kind="stable")[:k]
+    return [
+        TopClass(
+            index=int(i),
+            class_=classes[i] if i < len(classes) else str(i),
+            probability=float(probabilities[i]),
+        )
+        for i in order
+    ]
+
+
+def scores(net: Network, last: np.ndarray) -> tuple[np.ndarray, list[TopClass]]:
+    """The class probabilities (float64) from the last layer's volume, and the top classes."""
+    probabilities = net.probabilities(last)
+    return probabilities, top(probabilities, net.classes)
+
+
+def add_layer(record: RunRecord, layer: Layer, volume: np.ndarray, numbers: dict) -> None:
+    """Note one computed layer in the run's record."""
+    record.layers.append(
+        RunLayer(
+            index=len(record.layers),
+            name=layer.name,
+            kind=layer.kind,
+            shape=list(volume.shape),
+            stats=Stats(**numbers),
+        )
+    )
+
+
+def add_scores(record: RunRecord, probabilities: np.ndarray, best: list[TopClass]) -> None:
+    record.probabilities = [float(p) for p in probabilities]
+    record.top = best
