@@ -1,7 +1,8 @@
 """Where the page's files are.
 
 A wheel installs templates/ and static/ inside the package (app/templates, app/static: see
-setup.py); a source checkout or an editable install keeps them at the top of the repository.
+the force-include in pyproject.toml); a source checkout or an editable install keeps them at
+the top of the repository.
 """
 
 from pathlib import Path

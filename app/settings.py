@@ -129,14 +129,14 @@ class Settings(BaseSettings):
         description="Host header values served, comma-separated (*.example.org allowed); "
         "others get 400. Set it when serving on a network, against DNS rebinding.",
     )
+    worker_pid_header: bool = Field(
+        False, description="Diagnostics: name the answering worker process in X-Worker-PID."
+    )
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
         return cls._split_commas(value)
-    worker_pid_header: bool = Field(
-        False, description="Diagnostics: name the answering worker process in X-Worker-PID."
-    )
 
     @field_validator("models", mode="before")
     @classmethod
