@@ -65,6 +65,8 @@ class ChannelViews:
         self._indexes: dict[Path, tuple[int, dict[str, Any]]] = {}
         self._sprites: OrderedDict[tuple[Path, int], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        # Visualisations being computed now, by their key (app/api/channels.py).
+        self.being_made: dict[tuple, Any] = {}
 
     # --- the model and its layers ---------------------------------------------------------
 

@@ -7,13 +7,15 @@
     GET /api/models/{id}/layers/{i}/channels/{d}/visualization/stream NDJSON, as it forms
 
 A visualisation not made before is computed on a compute thread, holding one of the forward
-gate's places (503 with Retry-After when none is free, as for uploads); once made it is a
-file, served without the gate. Answers carry an ETag from the weights' hash (and settings),
+gate's places (503 with Retry-After when none is free, as for uploads), once however many
+ask for it at the same moment (the others wait for that one); once made it is a file,
+served without the gate. Answers carry an ETag from the weights' hash (and settings),
 so a browser revalidates instead of downloading again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from functools import partial
@@ -27,7 +29,7 @@ from app import render
 from app.api.models import served_model
 from app.channels import ChannelError, ChannelViews, ChannelViewsDep
 from app.errors import error
-from app.gate import Emit, ForwardGate, ForwardGateDep
+from app.gate import Emit, ForwardGate, ForwardGateDep, GatedStreamingResponse, Place
 from app.registry import RegistryDep, ServedModel
 from model.channels import VisSettings
 
@@ -207,11 +209,24 @@ async def _visualization(
     found = views.find_visualization(served, index, channel, settings)
     if found is not None:
         return found
-    gate.enter()
+    # Single flight: a class opening one channel at once computes it once, not once each.
+    key = (served.id, views.weights_sha256(served), index, channel, settings)
+    making = views.being_made.get(key)
+    if making is None:
+        making = asyncio.ensure_future(
+            _make(served, views, gate.admit(), gate, index, channel, settings)
+        )
+        views.being_made[key] = making
+        making.add_done_callback(lambda _: views.being_made.pop(key, None))
+    # Shielded: a client that goes away does not cancel the work the others wait for.
+    return await asyncio.shield(making)
+
+
+async def _make(served, views: ChannelViews, place: Place, gate: ForwardGate, *args):
     try:
-        return await gate.run(views.make_visualization, served, index, channel, settings)
+        return await gate.run(views.make_visualization, served, *args)
     finally:
-        gate.leave()
+        place.release()
 
 
 def _info(served: ServedModel, index: int, channel: int, meta: dict, settings) -> dict:
@@ -335,15 +350,17 @@ async def visualization_stream(
     served = served_model(registry, model_id)
     _views(served, views, index, channel)
     settings = VisSettings(steps=steps, seed=seed)
+    key = (served.id, views.weights_sha256(served), index, channel, settings)
+    if key in views.being_made:  # being made for another request: replay it once made
+        await _visualization(served, views, gate, index, channel, settings)
     found = views.find_visualization(served, index, channel, settings)
-    if found is None:
-        gate.enter()
+    place = gate.admit() if found is None else None
     produce = partial(_produce, served, views, index, channel, settings, found)
-    return StreamingResponse(
-        _stream(gate, produce, holds_place=found is None),
-        media_type=NDJSON,
-        headers={"Cache-Control": "no-store"},
-    )
+    stream = _stream(gate, produce)
+    headers = {"Cache-Control": "no-store"}
+    if place is None:
+        return StreamingResponse(stream, media_type=NDJSON, headers=headers)
+    return GatedStreamingResponse(place, stream, media_type=NDJSON, headers=headers)
 
 
 def _frame_line(step: int, image, activation: float) -> bytes:
@@ -375,12 +392,9 @@ def _produce(served, views: ChannelViews, index, channel, settings, found, emit:
     emit((json.dumps(done) + "\n").encode())
 
 
-async def _stream(gate: ForwardGate, produce, holds_place: bool):
+async def _stream(gate: ForwardGate, produce):
     try:
         async for line in gate.stream(produce):
             yield line
     except Exception:
         yield (json.dumps({"type": "error", "detail": "The visualisation failed."}) + "\n").encode()
-    finally:
-        if holds_place:
-            gate.leave()

@@ -1,5 +1,6 @@
 """The channel routes: top patches, visualisations, their caching, and every error."""
 
+import asyncio
 import io
 import json
 
@@ -149,6 +150,33 @@ async def test_the_stream_sends_frames_as_they_form_then_the_result(client) -> N
         assert frames[0]["image"].startswith("data:image/png;base64,")
         assert lines[-1]["type"] == "done"
         assert lines[-1]["activation"] == frames[-1]["activation"]
+
+
+async def test_requests_for_one_visualisation_at_once_compute_it_once(app, client) -> None:
+    await client.get("/api/models/mnist/channels")  # makes the app's ChannelViews
+    views = app.state.channel_views
+    made = []
+    original = views.make_visualization
+
+    def counted(*args, **kwargs):
+        made.append(args[1:3])
+        return original(*args, **kwargs)
+
+    views.make_visualization = counted
+    url = f"{BASE}/0/channels/4/visualization"
+    answers = await asyncio.gather(
+        *(client.get(f"{url}{suffix}?steps=8") for suffix in (".json", ".png", ".json", ".png")),
+        client.get(f"{url}/stream?steps=8"),
+    )
+    assert [a.status_code for a in answers] == [200] * 5
+    assert made == [(0, 4)]
+    assert answers[0].json() == answers[2].json()
+    assert answers[1].content == answers[3].content
+    assert (
+        json.loads(answers[4].text.splitlines()[-1])["activation"]
+        == answers[0].json()["activation"]
+    )
+    assert app.state.forward_gate.active == 0 and views.being_made == {}
 
 
 async def test_busy_server_answers_503_with_retry_after(app, client) -> None:
