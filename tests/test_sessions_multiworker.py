@@ -33,6 +33,7 @@ def test_one_put_reaches_followers_on_both_workers(run_server, redis_url, tmp_pa
         "CONVSCOPE_REDIS_URL": redis_url,
         "CONVSCOPE_RUNS_DIR": str(tmp_path / "unused-runs"),
         "CONVSCOPE_MODELS": "mnist",
+        "CONVSCOPE_WORKER_PID_HEADER": "true",  # which worker answered
     }
     command = [sys.executable, "-m", "app", "serve", "--workers", "2"]
     with run_server(command, env=env) as base_url:
