@@ -17,7 +17,7 @@ asking it, and which cannot take more memory than it is given:
 - a worker whose resident memory grew by more than RECYCLE_BYTES during a job exits
   after answering and is replaced, so the memory of a big decode goes back to the system.
 
-Workers are plain `python -P -m app.decode_pool FD` processes, as in model/workers.py
+Workers are plain `python -P -m app.decode_pool FD` processes, as in model/training/workers.py
 (not multiprocessing's, whose spawn runs the caller's main script again), and speak a
 small protocol of JSON headers and raw bytes over a socket pair: nothing is unpickled from
 a process that has just parsed hostile bytes. They start on the first upload.

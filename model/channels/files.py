@@ -131,7 +131,7 @@ def _save_png(path: Path, pixels: np.ndarray) -> None:
 
 def image_paths(path: str | os.PathLike, split: str, fmt: str, count: int) -> list[str]:
     """Where each image of a loaded split lies inside the dataset at path, in the loader's
-    order (model/datasets.py: sorted paths; the binary formats in file order):
+    order (model/training/datasets: sorted paths; the binary formats in file order):
     "cifar10/test/cat/0042.jpg" for an image folder, "t10k-images-idx3-ubyte.gz#42" (the
     file, then the image's place in it) for MNIST or CIFAR-10 batches. Falls back to
     "<split>#<n>" when the listing does not match the loaded count (unreadable images were
