@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from app import heatmap, render
-from app.api.runs import _headers, _read
+from app.api.runs import cache_headers, read_run
 from app.errors import error
 from app.gate import ForwardGateDep
 from app.mapcache import MapCacheDep
@@ -206,7 +206,7 @@ async def _attribution(
 ) -> tuple[dict, np.ndarray, float]:
     """The map's body (cached or computed), the run's input pixels and its expiry."""
     (meta, pixels), expires = await run_in_threadpool(
-        _read, store, run_id, lambda run: (run.meta, np.array(run.pixels()))
+        read_run, store, run_id, lambda run: (run.meta, np.array(run.pixels()))
     )
     try:
         net = registry.get(meta["model"]).network
@@ -244,7 +244,7 @@ async def get_attribution_json(
     """Why the run's network gave a class its score: one number per input pixel (for
     gradcam, per position of its layer), larger where the pixel mattered more."""
     body, _, expires = await _attribution(run_id, method, query, store, registry, gate, cache)
-    return JSONResponse(body, headers=_headers(expires))
+    return JSONResponse(body, headers=cache_headers(expires))
 
 
 @router.get(
@@ -283,5 +283,5 @@ async def get_attribution_png(
     except render.RenderError as too_big:
         raise HTTPException(422, str(too_big)) from None
     lo, hi = body["range"]
-    headers = {**_headers(expires), "X-Attribution-Range": f"{lo:.6g},{hi:.6g}"}
+    headers = {**cache_headers(expires), "X-Attribution-Range": f"{lo:.6g},{hi:.6g}"}
     return Response(png, media_type="image/png", headers=headers)

@@ -17,7 +17,7 @@ from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from app.api.runs import _headers, _layer, _read
+from app.api.runs import cache_headers, layer_reader, read_run
 from app.errors import error
 from app.registry import RegistryDep
 from app.runs import RunStoreDep, StoredRun
@@ -127,7 +127,7 @@ PARTS = {
 def _volumes(run_id: str, index: int):
     """What a neuron's arithmetic reads from the run: the layer's volume and facts, its
     input volume (float, as the layer saw it) or the raw pixels, and the model's id."""
-    layer = _layer(run_id, index)
+    layer = layer_reader(run_id, index)
 
     def read(run: StoredRun) -> tuple[np.ndarray, dict, np.ndarray, str]:
         volume, info = layer(run)
@@ -158,7 +158,7 @@ def get_neuron(
     conv: the window, the filter, one partial sum per input channel and the bias; relu: its
     input; pool: the window and its maximum; fc: every input times its weight; softmax: the
     logits, their exponentials and their sum."""
-    (volume, info, before, model_id), expires = _read(store, run_id, _volumes(run_id, index))
+    (volume, info, before, model_id), expires = read_run(store, run_id, _volumes(run_id, index))
     h, w, d = volume.shape
     if not (row < h and col < w and depth < d):
         raise HTTPException(
@@ -214,7 +214,7 @@ def get_neuron(
         own = kh * kw * bd + 1 if layer.kind == "conv" else bh * bw * bd + 1
         body["weight_count"] = {"neuron": own, "fully_connected": bh * bw * bd + 1}
     model = PARTS[layer.kind].model_validate(body)
-    return JSONResponse(model.model_dump(mode="json"), headers=_headers(expires))
+    return JSONResponse(model.model_dump(mode="json"), headers=cache_headers(expires))
 
 
 def _plain(value: Any) -> Any:

@@ -55,7 +55,7 @@ class LayerValues(BaseModel):
     values: list[Any] = Field(description="values[row][col][depth], exact float32 values.")
 
 
-def _read(store: RunStore, run_id: str, read: Callable[[StoredRun], Any]) -> tuple[Any, float]:
+def read_run(store: RunStore, run_id: str, read: Callable[[StoredRun], Any]) -> tuple[Any, float]:
     """read(run) and the run's expiry time; 404 with advice when the run is gone."""
     try:
         with store.open(run_id) as run:
@@ -69,31 +69,34 @@ def _read(store: RunStore, run_id: str, read: Callable[[StoredRun], Any]) -> tup
         ) from None
 
 
-def _layer(run_id: str, index: int) -> Callable[[StoredRun], tuple[np.ndarray, dict]]:
+def layer_reader(run_id: str, index: int) -> Callable[[StoredRun], tuple[np.ndarray, dict]]:
+    """For read_run: the layer's volume and its record entry (404 past the last layer)."""
+
     def read(run: StoredRun) -> tuple[np.ndarray, dict]:
-        if not 0 <= index < run.layer_count:
-            raise HTTPException(
-                404,
-                f"Run {run_id} has layers 0 to {run.layer_count - 1}; there is no layer {index}.",
-            )
+        _check_layer(run, run_id, index)
         return run.layer(index), run.meta["layers"][index]
 
     return read
 
 
-def _layer_shape(run_id: str, index: int) -> Callable[[StoredRun], list[int]]:
+def layer_shape_reader(run_id: str, index: int) -> Callable[[StoredRun], list[int]]:
+    """For read_run: the layer's [H, W, D], without reading its volume."""
+
     def read(run: StoredRun) -> list[int]:
-        if not 0 <= index < run.layer_count:
-            raise HTTPException(
-                404,
-                f"Run {run_id} has layers 0 to {run.layer_count - 1}; there is no layer {index}.",
-            )
+        _check_layer(run, run_id, index)
         return run.meta["layers"][index]["shape"]
 
     return read
 
 
-def _headers(expires_at: float) -> dict[str, str]:
+def _check_layer(run: StoredRun, run_id: str, index: int) -> None:
+    if not 0 <= index < run.layer_count:
+        raise HTTPException(
+            404, f"Run {run_id} has layers 0 to {run.layer_count - 1}; there is no layer {index}."
+        )
+
+
+def cache_headers(expires_at: float) -> dict[str, str]:
     # A run never changes, so a browser may keep what it fetched until the run expires.
     max_age = max(0, int(expires_at - time.time()))
     return {"Cache-Control": f"private, max-age={max_age}"}
@@ -102,8 +105,8 @@ def _headers(expires_at: float) -> dict[str, str]:
 @router.get("/{run_id}", responses={404: GONE})
 def get_run(store: RunStoreDep, run_id: str, response: Response) -> RunInfo:
     """The run's model, layers (shapes and statistics) and scores."""
-    meta, expires = _read(store, run_id, lambda run: run.meta)
-    response.headers.update(_headers(expires))
+    meta, expires = read_run(store, run_id, lambda run: run.meta)
+    response.headers.update(cache_headers(expires))
     return RunInfo(**meta, expires=expires)
 
 
@@ -127,15 +130,15 @@ async def get_input_png(
     scale: OldUpscale = None,
 ) -> Response:
     """The preprocessed input: what the model saw, before normalisation."""
-    _, expires = _read(store, run_id, lambda run: None)
+    _, expires = read_run(store, run_id, lambda run: None)
     size = upscale or scale
 
     def draw() -> bytes:
-        pixels, _ = _read(store, run_id, lambda run: run.pixels().copy())
+        pixels, _ = read_run(store, run_id, lambda run: run.pixels().copy())
         return render.pixels_png(pixels, size)
 
     key = f"run/{run_id}/input.png?upscale={size}"
-    return await cached_picture(request, key, draw, gate, cache, _headers(expires))
+    return await cached_picture(request, key, draw, gate, cache, cache_headers(expires))
 
 
 @router.get(
@@ -170,7 +173,7 @@ async def get_layer_png(
     upscale: Upscale = None,
 ) -> Response:
     """The layer's volume as a picture: all depth slices as a labelled mosaic, or one."""
-    shape, expires = _read(store, run_id, _layer_shape(run_id, index))
+    shape, expires = read_run(store, run_id, layer_shape_reader(run_id, index))
     depth = shape[2]
     if slice is not None and slice >= depth:
         raise HTTPException(
@@ -178,7 +181,7 @@ async def get_layer_png(
         )
 
     def draw() -> bytes:
-        (volume, _), _ = _read(store, run_id, _layer(run_id, index))
+        (volume, _), _ = read_run(store, run_id, layer_reader(run_id, index))
         try:
             return render.volume_png(
                 volume, slice_index=slice, colormap=colormap, scale=scale, upscale=upscale
@@ -190,7 +193,7 @@ async def get_layer_png(
         f"run/{run_id}/layers/{index}.png?slice={slice}&colormap={colormap}"
         f"&scale={scale}&upscale={upscale}"
     )
-    return await cached_picture(request, key, draw, gate, cache, _headers(expires))
+    return await cached_picture(request, key, draw, gate, cache, cache_headers(expires))
 
 
 @router.get(
@@ -207,10 +210,10 @@ async def get_layer_json(
     index: int,
 ) -> Response:
     """The layer's exact numbers: values[row][col][depth]."""
-    _, expires = _read(store, run_id, _layer_shape(run_id, index))
+    _, expires = read_run(store, run_id, layer_shape_reader(run_id, index))
 
     def encode() -> bytes:
-        (volume, info), _ = _read(store, run_id, _layer(run_id, index))
+        (volume, info), _ = read_run(store, run_id, layer_reader(run_id, index))
         body = {
             "run": run_id,
             "index": index,
@@ -224,7 +227,7 @@ async def get_layer_json(
 
     key = f"run/{run_id}/layers/{index}.json"
     return await cached_picture(
-        request, key, encode, gate, cache, _headers(expires), media_type="application/json"
+        request, key, encode, gate, cache, cache_headers(expires), media_type="application/json"
     )
 
 
@@ -235,9 +238,9 @@ async def get_layer_json(
 )
 def get_layer_npy(store: RunStoreDep, run_id: str, index: int) -> Response:
     """The layer's volume as a .npy file: float32, shape (H, W, D); np.load reads it."""
-    (volume, info), expires = _read(store, run_id, _layer(run_id, index))
+    (volume, info), expires = read_run(store, run_id, layer_reader(run_id, index))
     buffer = io.BytesIO()
     np.save(buffer, volume, allow_pickle=False)
     name = f"{run_id}-{index}-{info['name']}.npy"
-    headers = {**_headers(expires), "Content-Disposition": f'attachment; filename="{name}"'}
+    headers = {**cache_headers(expires), "Content-Disposition": f'attachment; filename="{name}"'}
     return Response(buffer.getvalue(), media_type="application/octet-stream", headers=headers)
