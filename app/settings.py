@@ -122,7 +122,7 @@ class Settings(BaseSettings):
         20, description="Seconds an idle keep-alive connection is kept open."
     )
     max_header_bytes: PositiveInt = Field(
-        16 * 1024, description="Largest request line plus headers (h11); larger ones get 400."
+        16 * 1024, description="Largest request line plus headers; larger ones get 431 (h11: 400)."
     )
     allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
         ("*",),
@@ -134,6 +134,7 @@ class Settings(BaseSettings):
     @classmethod
     def _split_hosts(cls, value: object) -> object:
         return cls._split_commas(value)
+
     worker_pid_header: bool = Field(
         False, description="Diagnostics: name the answering worker process in X-Worker-PID."
     )
