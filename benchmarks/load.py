@@ -9,9 +9,14 @@ as a PNG. A 503 is waited out for its Retry-After, like a student pressing uploa
 --hostile mixes in the cases of benchmarks/hostile_corpus.py (those under 1 MB), each checked
 against its documented statuses.
 
-Prints the requests, the answers by status, p50/p99 latency, and the server's memory: the
-resident set (VmRSS) of the server process and its children, sampled every second, its peak,
-the value at the 10th second and at the end and the growth between. --soak runs longer (600 s
+Before the measured run, a warm-up: each client sends one upload (and one corpus case with
+--hostile) at once, so that the first forwards are done and the decoding workers
+(app/decode_pool.py, one per core, ~40 MB each, started on first use) are running; what
+that costs is printed apart, as the warm-up's growth. Then it prints the requests, the
+answers by status, p50/p99 latency, and the server's memory: the resident set (VmRSS) of
+the server process and its children, sampled every second, its peak, the value at the 10th
+second of the measured run and at the end and the growth between (from the measured run's
+start when it is shorter than 20 s). --soak runs longer (600 s
 unless --seconds says otherwise), fills the run cache first, and prints RSS over time.
 
     python benchmarks/load.py --clients 8 --seconds 60
@@ -21,7 +26,7 @@ unless --seconds says otherwise), fills the run cache first, and prints RSS over
 
 Exits 1 if any answer was a 5xx other than 503, a 503 lacked Retry-After, a status was not
 the documented one, the server logged a traceback, or memory grew by 50 MB or more from the
-10th second to the end.
+10th second (or the start) of the measured run to its end.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ GROWTH_LIMIT_MB = 50
 HOSTILE_SHARE = 0.25  # with --hostile, one upload in four is a corpus case
 REFETCH_EVERY = 5  # one run in five is followed by a layer PNG fetched again
 SCORES = b'{"type":"scores"'
+WARM_UP_SECONDS = 120  # at most; the warm-up's uploads normally take a few seconds
 
 
 @dataclass(frozen=True)
@@ -216,11 +222,16 @@ def client_loop(
     deadline: float,
     seed: int,
     results: Results,
+    order: list[Upload] | None = None,
 ) -> None:
+    """Uploads until `deadline`, chosen at random, or those in `order`, one after another."""
     rng = random.Random(seed)
     with httpx.Client(timeout=120) as client:
-        while time.monotonic() < deadline:
-            upload = rng.choice(bad if bad and rng.random() < HOSTILE_SHARE else uploads)
+        while time.monotonic() < deadline and order != []:
+            if order:
+                upload = order.pop(0)
+            else:
+                upload = rng.choice(bad if bad and rng.random() < HOSTILE_SHARE else uploads)
             try:
                 status, elapsed, run_id, headers = one_upload(client, base, upload)
             except httpx.HTTPError as error:
@@ -256,12 +267,21 @@ def client_loop(
 
 
 def run_clients(
-    base: str, uploads: list[Upload], bad: list[Upload], clients: int, seconds: float
+    base: str,
+    uploads: list[Upload],
+    bad: list[Upload],
+    clients: int,
+    seconds: float,
+    orders: list[list[Upload]] | None = None,
 ) -> Results:
+    """`clients` threads uploading for `seconds`, or each sending its list of `orders`."""
     results = Results()
     deadline = time.monotonic() + seconds
     threads = [
-        threading.Thread(target=client_loop, args=(base, uploads, bad, deadline, i, results))
+        threading.Thread(
+            target=client_loop,
+            args=(base, uploads, bad, deadline, i, results, orders[i] if orders else None),
+        )
         for i in range(clients)
     ]
     for thread in threads:
@@ -269,6 +289,14 @@ def run_clients(
     for thread in threads:
         thread.join()
     return results
+
+
+def warm_up(base: str, uploads: list[Upload], bad: list[Upload], clients: int) -> Results:
+    """Every client sends one sample (and one corpus case) at the same moment."""
+    orders = [
+        [uploads[i % len(uploads)], *([bad[i % len(bad)]] if bad else [])] for i in range(clients)
+    ]
+    return run_clients(base, uploads, bad, clients, WARM_UP_SECONDS, orders)
 
 
 def fill_cache(base: str, uploads: list[Upload], runs: int) -> int:
@@ -331,9 +359,11 @@ def main() -> int:
             if args.soak:
                 made = fill_cache(base, uploads, args.cache_runs + 8)
                 print(f"run cache filled: {made} runs made (the cache keeps {args.cache_runs})")
+            before_warm_up = sum(memory_kb(p, "VmRSS") for p in family(pid)) if pid else 0
+            warm = warm_up(base, uploads, bad, args.clients)
             monitor = MemoryMonitor(pid) if pid else None
             if monitor:
-                monitor.sample()
+                warm_up_growth = (monitor.sample() - before_warm_up) / 1024
                 monitor.start()
             started = time.monotonic()
             results = run_clients(base, uploads, bad, args.clients, seconds)
@@ -373,10 +403,14 @@ def main() -> int:
         "statuses": {status_name(s): n for s, n in results.statuses.items()},
         "p50_ms": percentile(results.latencies, 50),
         "p99_ms": percentile(results.latencies, 99),
-        "problems": dict(results.problems),
+        "problems": dict(results.problems + warm.problems),
         "server_tracebacks": tracebacks,
     }
-    failed = bool(fives or results.problems or tracebacks)
+    print(
+        f"  warm-up ({sum(warm.statuses.values())} uploads at once, not counted above): "
+        + ", ".join(f"{status_name(s)}: {n}" for s, n in sorted(warm.statuses.items()))
+    )
+    failed = bool(fives or results.problems or warm.problems or tracebacks)
     if monitor:
         peak = max(kb for _, kb in monitor.samples)
         start, end = monitor.samples[0][1], monitor.samples[-1][1]
@@ -385,12 +419,19 @@ def main() -> int:
         since = 10 if wall >= 20 else 0
         growth = (end - monitor.at(since)) / 1024
         print(
-            f"  server memory (VmRSS, server and children): start {start / 1024:.0f} MB, "
-            f"at 10 s {monitor.at(10) / 1024:.0f} MB, end {end / 1024:.0f} MB, "
+            f"  server memory (VmRSS, server and children): before the warm-up "
+            f"{before_warm_up / 1024:.0f} MB ({warm_up_growth:+.0f} MB in it: the first "
+            f"forwards and the decoding workers' start); measured run: "
+            f"start {start / 1024:.0f} MB, "
+            f"at {since} s {monitor.at(since) / 1024:.0f} MB, end {end / 1024:.0f} MB, "
             f"peak {peak / 1024:.0f} MB (VmHWM {monitor.hwm_kb / 1024:.0f} MB); "
             f"growth from {since} s to the end {growth:+.1f} MB"
         )
-        figures |= {"peak_rss_mb": round(peak / 1024), "growth_mb": round(growth, 1)}
+        figures |= {
+            "peak_rss_mb": round(peak / 1024),
+            "growth_mb": round(growth, 1),
+            "warm_up_growth_mb": round(warm_up_growth, 1),
+        }
         failed |= growth >= GROWTH_LIMIT_MB
         if args.soak:
             print("  RSS over time:")
@@ -409,7 +450,7 @@ def main() -> int:
         f"  5xx other than 503: {fives}; 503 without Retry-After: "
         f"{results.problems.get('503 without Retry-After', 0)}; server tracebacks: {tracebacks}"
     )
-    for problem, count in sorted(results.problems.items()):
+    for problem, count in sorted((results.problems + warm.problems).items()):
         print(f"  PROBLEM {problem}: {count}")
     if args.json:
         print(json.dumps(figures))
