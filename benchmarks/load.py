@@ -16,12 +16,16 @@ that costs is printed apart, as the warm-up's growth. Then it prints the request
 answers by status, p50/p99 latency, and the server's memory: the resident set (VmRSS) of
 the server process and its children, sampled every second, its peak, the value at the 10th
 second of the measured run and at the end and the growth between (from the measured run's
-start when it is shorter than 20 s). --soak runs longer (600 s
-unless --seconds says otherwise), fills the run cache first, and prints RSS over time.
+start when it is shorter than 20 s). --pictures N adds N clients that fetch, in a loop and
+without If-None-Match, the upscale=16 pictures of a few runs' layers and of the cifar10
+filters (the flood of issue 13), and prints their answers and the forwards' p50 beside
+them. --soak runs longer (600 s unless --seconds says otherwise), fills the run cache
+first, and prints RSS over time.
 
     python benchmarks/load.py --clients 8 --seconds 60
     python benchmarks/load.py --clients 64 --seconds 60 --hostile
     python benchmarks/load.py --soak
+    python benchmarks/load.py --clients 8 --seconds 20 --pictures 32
     python benchmarks/load.py --url http://127.0.0.1:8000 --pid 1234 --clients 16
 
 Exits 1 if any answer was a 5xx other than 503, a 503 lacked Retry-After, a status was not
@@ -266,6 +270,44 @@ def client_loop(
                         results.problems[f"refetch: {code}"] += 1
 
 
+PICTURE_UPSCALE = 16
+CIFAR10_CONVS = (0, 2, 5, 7, 10, 12)
+
+
+def picture_urls(base: str, run_ids: list[str]) -> list[str]:
+    """The layer pictures of `run_ids` and the cifar10 filters, at PICTURE_UPSCALE."""
+    query = f"?upscale={PICTURE_UPSCALE}"
+    layers = [f"{base}/api/runs/{run}/layers/{i}.png{query}" for run in run_ids for i in range(8)]
+    weights = [f"{base}/api/models/cifar10/layers/{i}/weights.png{query}" for i in CIFAR10_CONVS]
+    return layers + weights
+
+
+def picture_loop(urls: list[str], deadline: float, seed: int, results: Results) -> None:
+    rng = random.Random(seed)
+    with httpx.Client(timeout=120) as client:
+        while time.monotonic() < deadline:
+            start = time.perf_counter()
+            try:
+                response = client.get(rng.choice(urls))
+                status = response.status_code
+                retry = response.headers.get("retry-after")
+            except httpx.HTTPError as error:
+                status, retry = -1, None
+                with results.lock:
+                    results.problems[f"picture transport: {type(error).__name__}"] += 1
+                time.sleep(0.1)
+            with results.lock:
+                results.statuses[status] += 1
+                if status > 0:
+                    results.latencies.append(time.perf_counter() - start)
+                if status not in (200, 503, -1):
+                    results.problems[f"picture: {status}"] += 1
+                if status == 503 and not retry:
+                    results.problems["picture 503 without Retry-After"] += 1
+            if status == 503:
+                time.sleep(min(float(retry or 1), 5))
+
+
 def run_clients(
     base: str,
     uploads: list[Upload],
@@ -273,8 +315,10 @@ def run_clients(
     clients: int,
     seconds: float,
     orders: list[list[Upload]] | None = None,
+    pictures: tuple[int, list[str], Results] = (0, [], Results()),
 ) -> Results:
-    """`clients` threads uploading for `seconds`, or each sending its list of `orders`."""
+    """`clients` threads uploading for `seconds`, or each sending its list of `orders`;
+    beside them `pictures[0]` threads fetching `pictures[1]`, counted in `pictures[2]`."""
     results = Results()
     deadline = time.monotonic() + seconds
     threads = [
@@ -283,6 +327,11 @@ def run_clients(
             args=(base, uploads, bad, deadline, i, results, orders[i] if orders else None),
         )
         for i in range(clients)
+    ]
+    count, urls, picture_results = pictures
+    threads += [
+        threading.Thread(target=picture_loop, args=(urls, deadline, i, picture_results))
+        for i in range(count)
     ]
     for thread in threads:
         thread.start()
@@ -297,6 +346,13 @@ def warm_up(base: str, uploads: list[Upload], bad: list[Upload], clients: int) -
         [uploads[i % len(uploads)], *([bad[i % len(bad)]] if bad else [])] for i in range(clients)
     ]
     return run_clients(base, uploads, bad, clients, WARM_UP_SECONDS, orders)
+
+
+def photo_runs(base: str, uploads: list[Upload], count: int) -> list[str]:
+    """The ids of `count` new cifar10 runs."""
+    photos = [u for u in uploads if u.model == "cifar10"]
+    with httpx.Client(timeout=120) as client:
+        return [one_upload(client, base, photos[i % len(photos)])[2] for i in range(count)]
 
 
 def fill_cache(base: str, uploads: list[Upload], runs: int) -> int:
@@ -335,11 +391,16 @@ def main() -> int:
     parser.add_argument("--pid", type=int, help="with --url: the server's pid, for memory")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument("--cache-runs", type=int, default=64, help="the server's run cache size")
+    parser.add_argument(
+        "--pictures", type=int, default=0, help="clients fetching upscale=16 pictures beside"
+    )
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args()
     seconds = args.seconds or (600.0 if args.soak else 60.0)
     if not 1 <= args.clients <= MAX_CLIENTS or not 0 < seconds <= MAX_SECONDS:
         parser.error(f"--clients must be 1 to {MAX_CLIENTS}, --seconds up to {MAX_SECONDS}")
+    if not 0 <= args.pictures <= MAX_CLIENTS:
+        parser.error(f"--pictures must be 0 to {MAX_CLIENTS}")
 
     uploads = samples()
     bad = hostile() if args.hostile else []
@@ -365,8 +426,12 @@ def main() -> int:
             if monitor:
                 warm_up_growth = (monitor.sample() - before_warm_up) / 1024
                 monitor.start()
+            pictures = Results()
+            urls = picture_urls(base, photo_runs(base, uploads, 2)) if args.pictures else []
             started = time.monotonic()
-            results = run_clients(base, uploads, bad, args.clients, seconds)
+            results = run_clients(
+                base, uploads, bad, args.clients, seconds, pictures=(args.pictures, urls, pictures)
+            )
             wall = time.monotonic() - started
             if monitor:
                 monitor.stop()
@@ -410,7 +475,20 @@ def main() -> int:
         f"  warm-up ({sum(warm.statuses.values())} uploads at once, not counted above): "
         + ", ".join(f"{status_name(s)}: {n}" for s, n in sorted(warm.statuses.items()))
     )
-    failed = bool(fives or results.problems or warm.problems or tracebacks)
+    if args.pictures:
+        print(
+            f"  pictures ({args.pictures} clients, upscale={PICTURE_UPSCALE}, {len(urls)} "
+            f"pictures): {sum(pictures.statuses.values())} requests, "
+            + ", ".join(f"{status_name(s)}: {n}" for s, n in sorted(pictures.statuses.items()))
+            + f"; p50 {percentile(pictures.latencies, 50)}, "
+            f"p99 {percentile(pictures.latencies, 99)}"
+        )
+        figures["pictures"] = {
+            "statuses": {status_name(s): n for s, n in pictures.statuses.items()},
+            "p50_ms": percentile(pictures.latencies, 50),
+        }
+    figures["run_p50_ms"] = percentile(results.run_latencies, 50)
+    failed = bool(fives or results.problems or warm.problems or pictures.problems or tracebacks)
     if monitor:
         peak = max(kb for _, kb in monitor.samples)
         start, end = monitor.samples[0][1], monitor.samples[-1][1]
@@ -450,7 +528,7 @@ def main() -> int:
         f"  5xx other than 503: {fives}; 503 without Retry-After: "
         f"{results.problems.get('503 without Retry-After', 0)}; server tracebacks: {tracebacks}"
     )
-    for problem, count in sorted((results.problems + warm.problems).items()):
+    for problem, count in sorted((results.problems + warm.problems + pictures.problems).items()):
         print(f"  PROBLEM {problem}: {count}")
     if args.json:
         print(json.dumps(figures))
