@@ -1,11 +1,14 @@
 """app/bounded_http.py in a real uvicorn, on raw sockets: heads past the bound get 431 and
 a closed connection, bodies are never counted as head (however they share a read with it),
-keep-alive and pipelined requests are unaffected, and an unparsable request gets JSON."""
+keep-alive and pipelined requests are unaffected, an unparsable request gets JSON, and a
+head that does not arrive whole in time gets 408 (but a slow body or an idle keep-alive
+connection is not cut by it)."""
 
 from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -35,6 +38,17 @@ async def echo(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
 def address() -> Iterator[tuple[str, int]]:
     with serve_in_thread(echo, http=BoundedHttpToolsProtocol) as address:
         yield address
+
+
+class QuickHead(BoundedHttpToolsProtocol):
+    head_seconds = 0.5
+
+
+@pytest.fixture(scope="module")
+def quick() -> Iterator[tuple[str, int]]:
+    """A server whose heads must arrive within half a second."""
+    with serve_in_thread(echo, http=QuickHead, timeout_keep_alive=5) as quick:
+        yield quick
 
 
 def post(body_size: int, extra_headers: str = "") -> bytes:
@@ -154,3 +168,38 @@ def test_a_request_uvicorn_cannot_parse_gets_a_json_sentence(address) -> None:
         head, _, body = read_until_closed(sock).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head
     assert json.loads(body) == {"detail": "The request is not well-formed HTTP/1.1."}
+
+
+def test_a_head_trickling_past_its_deadline_gets_408(quick) -> None:
+    started = time.monotonic()
+    with connect(quick) as sock:
+        with pytest.raises((BrokenPipeError, ConnectionResetError)):
+            for byte in b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"a" * 100:
+                sock.send(bytes([byte]))  # every byte restarts no timer
+                time.sleep(0.05)
+        answer = read_until_closed(sock)
+    assert time.monotonic() - started < 3
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ") and b"connection: close" in head
+    assert json.loads(body) == {
+        "detail": "The request's headers did not arrive within 0.5 seconds; please send it again."
+    }
+
+
+def test_a_connection_that_sends_nothing_is_closed_without_an_answer(quick) -> None:
+    with connect(quick) as sock:
+        started = time.monotonic()
+        assert read_until_closed(sock) == b""
+    assert 0.4 < time.monotonic() - started < 3
+
+
+def test_a_slow_body_and_an_idle_keep_alive_are_not_cut_by_the_head_deadline(quick) -> None:
+    with connect(quick) as sock:
+        sock.sendall(post(3)[:-3])  # the head, promising 3 bytes
+        for byte in b"abc":
+            time.sleep(0.4)
+            sock.sendall(bytes([byte]))
+        assert read_responses(sock, 1) == [(200, {"received": 3})]
+        time.sleep(1.0)  # idle between requests: the keep-alive timeout's business
+        sock.sendall(post(7))
+        assert read_responses(sock, 1) == [(200, {"received": 7})]
