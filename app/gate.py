@@ -10,10 +10,12 @@ A place is a `Place`, released exactly once however the run ends: by the stream'
 the client went away before the first byte, so the stream was never started and its
 `finally` never runs). The upload's body is read before a place is taken.
 
-Pictures (layer and weight PNGs, the input, exact JSON) share the same compute threads,
-so they cannot take more cores than the forwards have; at most `picture_places` are
-computed or waiting at once, so a forward waits behind a bounded number of them, and a
-flood of them is answered 503 with Retry-After instead of queueing memory without end.
+Pictures (layer, attribution and weight PNGs, the input, exact JSON) are drawn on threads
+of their own, half as many as the compute threads (at least one): a picture never waits
+in the forwards' queue nor a forward in theirs, so a flood of them (an upscale=16 mosaic
+costs seconds of a core) leaves the forwards at least half the cores. At most
+`picture_places` are drawn or waiting at once; past them, 503 with Retry-After at once,
+instead of queueing memory without end.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ class ForwardGate:
         self.pictures = 0
         self.threads = threads or os.cpu_count() or 1
         self.executor = ThreadPoolExecutor(self.threads, "forward")
+        self.picture_threads = max(1, self.threads // 2)
+        self.picture_executor = ThreadPoolExecutor(self.picture_threads, "picture")
 
     def admit(self) -> Place:
         """Take a place, or raise HTTPException 503 without waiting."""
@@ -86,13 +90,14 @@ class ForwardGate:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
     async def picture(self, function: Callable[..., T], *args: Any) -> T:
-        """function(*args) on a compute thread, as one of at most `picture_places`; past
+        """function(*args) on a picture thread, as one of at most `picture_places`; past
         them, HTTPException 503 with Retry-After, at once."""
         if self.pictures >= self.picture_places:
             raise HTTPException(503, BUSY_PICTURES, headers={"Retry-After": "1"})
         self.pictures += 1
         try:
-            return await self.run(function, *args)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.picture_executor, function, *args)
         finally:
             self.pictures -= 1
 
@@ -136,6 +141,7 @@ class ForwardGate:
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
+        self.picture_executor.shutdown(wait=True, cancel_futures=True)
 
 
 class GatedStreamingResponse(StreamingResponse):

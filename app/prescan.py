@@ -1,7 +1,7 @@
-"""A walk over a JPEG's markers or a PNG's chunks before any decoder sees them, bounding
-the work the file can ask for.
+"""A walk over a JPEG's markers, a PNG's chunks or a GIF's blocks before any decoder sees
+them, bounding the work the file can ask for.
 
-    prescan.check(data)   # raises ScanError (413 or 422) for a JPEG or PNG past a bound
+    prescan.check(data)   # raises ScanError (413 or 422) for a JPEG, PNG or GIF past a bound
 
 Some files cost far more to open than their size suggests, and are cheap to recognise
 from their structure alone:
@@ -9,8 +9,9 @@ from their structure alone:
 - a flood of metadata segments (JPEG APPn, COM): hundreds of thousands of tiny segments
   in a few megabytes, each of which Pillow's reader handles on its own Python path (and
   EXIF split over many segments, which it joins at a quadratic cost); the
-  same for PNG's ancillary chunks (tEXt, unknown ones), and JPEG fill bytes (0xFF
-  padding, read one byte at a time);
+  same for PNG's ancillary chunks (tEXt, unknown ones), GIF's extension blocks before
+  the picture (comments, application data: Pillow reads each, and each of their 1 to 255
+  byte sub-blocks, in Python), and JPEG fill bytes (0xFF padding, read one byte at a time);
 - a scan bomb: a progressive JPEG with thousands of scans, each of which makes libjpeg
   pass over the whole coefficient buffer again (libjpeg has no scan limit of its own;
   libjpeg-turbo's djpeg has `-maxscans` for the same reason).
@@ -21,7 +22,8 @@ expression search per scan, so they cost microseconds per segment and millisecon
 a phone's embedded video) is not decoded either. The limits are far above what cameras,
 phones and encoders write (a phone photo has under 20 segments; an optimised progressive
 JPEG about 10 scans; Google's extended XMP depth maps fit in about 60 APP1 segments; a
-PNG has a handful of ancillary chunks, and libpng writes one IDAT per 8 KiB). What no
+PNG has a handful of ancillary chunks, and libpng writes one IDAT per 8 KiB; a GIF has a
+graphic control extension and perhaps a comment and a NETSCAPE loop block). What no
 walk can foresee, the decoding worker's deadline stops (app/decode_pool.py).
 """
 
@@ -41,6 +43,10 @@ MAX_FILL_BYTES = 4096
 MAX_PNG_ANCILLARY = 256
 MAX_PNG_CHUNKS = 65536
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+GIF_SIGNATURES = (b"GIF87a", b"GIF89a")
+# The sub-blocks of a GIF's extensions before its picture: 4 MiB of metadata in full
+# 255-byte blocks, or an attacker's 1-byte ones.
+MAX_GIF_SUBBLOCKS = 16384
 # Chunks of the picture itself (and of an APNG's frames, which are not decoded).
 PNG_DATA = {b"IDAT", b"fdAT", b"fcTL"}
 
@@ -80,6 +86,8 @@ def check(data: bytes) -> tuple[int, int] | None:
         check_jpeg(data)
     elif data.startswith(PNG_SIGNATURE):
         check_png(data)
+    elif data[:6] in GIF_SIGNATURES:
+        check_gif(data)
     elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return webp_size(data)
     return None
@@ -204,3 +212,41 @@ def check_png(
             break
         pos += 12 + length
     return chunks
+
+
+def check_gif(
+    data: bytes,
+    max_extensions: int = MAX_METADATA_SEGMENTS,
+    max_subblocks: int = MAX_GIF_SUBBLOCKS,
+) -> int:
+    """Walk a GIF's extension blocks up to its first picture (the only one decoded);
+    ScanError 413 past a bound. Returns the extension count. Anything else (the picture,
+    a trailer, damage, a file cut short) is left to the decoder."""
+    if len(data) < 13:
+        return 0
+    packed = data[10]
+    pos = 13 + (3 << ((packed & 7) + 1) if packed & 0x80 else 0)  # after the global palette
+    end = len(data)
+    extensions = subblocks = 0
+    while pos + 1 < end and data[pos] == 0x21:  # an extension: introducer, label, sub-blocks
+        extensions += 1
+        if extensions > max_extensions:
+            raise ScanError(
+                413,
+                f"The GIF carries more than {max_extensions:,} extension blocks (comments, "
+                "application data) before its picture; please send it without them.",
+            )
+        pos += 2
+        while pos < end:
+            size = data[pos]
+            pos += 1 + size
+            if size == 0:
+                break
+            subblocks += 1
+            if subblocks > max_subblocks:
+                raise ScanError(
+                    413,
+                    f"The GIF carries more than {max_subblocks:,} blocks of metadata before "
+                    "its picture; please send it without them.",
+                )
+    return extensions

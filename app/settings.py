@@ -121,8 +121,11 @@ class Settings(BaseSettings):
     timeout_keep_alive: PositiveInt = Field(
         20, description="Seconds an idle keep-alive connection is kept open."
     )
+    header_seconds: PositiveFloat = Field(
+        20.0, description="A request's line and headers must arrive within this many seconds (408)."
+    )
     max_header_bytes: PositiveInt = Field(
-        16 * 1024, description="Largest request line plus headers (h11); larger ones get 400."
+        16 * 1024, description="Largest request line plus headers; larger ones get 431 (h11: 400)."
     )
     allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
         ("*",),

@@ -218,4 +218,6 @@ def _too_slow(reason: str, idle: float, total: float, rate: float) -> HTTPExcept
         "total": f"The upload did not arrive whole within {total:g} seconds",
         "rate": f"The upload arrived slower than {_size(int(rate))} a second",
     }[reason]
-    return HTTPException(408, f"{sentence}; please send it again.")
+    # The rest of the body may never come: the connection is closed after the answer
+    # (uvicorn would otherwise keep it open, waiting for the bytes it was promised).
+    return HTTPException(408, f"{sentence}; please send it again.", {"Connection": "close"})

@@ -9,19 +9,28 @@ as a PNG. A 503 is waited out for its Retry-After, like a student pressing uploa
 --hostile mixes in the cases of benchmarks/hostile_corpus.py (those under 1 MB), each checked
 against its documented statuses.
 
-Prints the requests, the answers by status, p50/p99 latency, and the server's memory: the
-resident set (VmRSS) of the server process and its children, sampled every second, its peak,
-the value at the 10th second and at the end and the growth between. --soak runs longer (600 s
-unless --seconds says otherwise), fills the run cache first, and prints RSS over time.
+Before the measured run, a warm-up: each client sends one upload (and one corpus case with
+--hostile) at once, so that the first forwards are done and the decoding workers
+(app/decode_pool.py, one per core, ~40 MB each, started on first use) are running; what
+that costs is printed apart, as the warm-up's growth. Then it prints the requests, the
+answers by status, p50/p99 latency, and the server's memory: the resident set (VmRSS) of
+the server process and its children, sampled every second, its peak, the value at the 10th
+second of the measured run and at the end and the growth between (from the measured run's
+start when it is shorter than 20 s). --pictures N adds N clients that fetch, in a loop and
+without If-None-Match, the upscale=16 pictures of a few runs' layers and of the cifar10
+filters (the flood of issue 13), and prints their answers and the forwards' p50 beside
+them. --soak runs longer (600 s unless --seconds says otherwise), fills the run cache
+first, and prints RSS over time.
 
     python benchmarks/load.py --clients 8 --seconds 60
     python benchmarks/load.py --clients 64 --seconds 60 --hostile
     python benchmarks/load.py --soak
+    python benchmarks/load.py --clients 8 --seconds 20 --pictures 32
     python benchmarks/load.py --url http://127.0.0.1:8000 --pid 1234 --clients 16
 
 Exits 1 if any answer was a 5xx other than 503, a 503 lacked Retry-After, a status was not
 the documented one, the server logged a traceback, or memory grew by 50 MB or more from the
-10th second to the end.
+10th second (or the start) of the measured run to its end.
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ GROWTH_LIMIT_MB = 50
 HOSTILE_SHARE = 0.25  # with --hostile, one upload in four is a corpus case
 REFETCH_EVERY = 5  # one run in five is followed by a layer PNG fetched again
 SCORES = b'{"type":"scores"'
+WARM_UP_SECONDS = 120  # at most; the warm-up's uploads normally take a few seconds
 
 
 @dataclass(frozen=True)
@@ -216,11 +226,16 @@ def client_loop(
     deadline: float,
     seed: int,
     results: Results,
+    order: list[Upload] | None = None,
 ) -> None:
+    """Uploads until `deadline`, chosen at random, or those in `order`, one after another."""
     rng = random.Random(seed)
     with httpx.Client(timeout=120) as client:
-        while time.monotonic() < deadline:
-            upload = rng.choice(bad if bad and rng.random() < HOSTILE_SHARE else uploads)
+        while time.monotonic() < deadline and order != []:
+            if order:
+                upload = order.pop(0)
+            else:
+                upload = rng.choice(bad if bad and rng.random() < HOSTILE_SHARE else uploads)
             try:
                 status, elapsed, run_id, headers = one_upload(client, base, upload)
             except httpx.HTTPError as error:
@@ -255,20 +270,89 @@ def client_loop(
                         results.problems[f"refetch: {code}"] += 1
 
 
+PICTURE_UPSCALE = 16
+CIFAR10_CONVS = (0, 2, 5, 7, 10, 12)
+
+
+def picture_urls(base: str, run_ids: list[str]) -> list[str]:
+    """The layer pictures of `run_ids` and the cifar10 filters, at PICTURE_UPSCALE."""
+    query = f"?upscale={PICTURE_UPSCALE}"
+    layers = [f"{base}/api/runs/{run}/layers/{i}.png{query}" for run in run_ids for i in range(8)]
+    weights = [f"{base}/api/models/cifar10/layers/{i}/weights.png{query}" for i in CIFAR10_CONVS]
+    return layers + weights
+
+
+def picture_loop(urls: list[str], deadline: float, seed: int, results: Results) -> None:
+    rng = random.Random(seed)
+    with httpx.Client(timeout=120) as client:
+        while time.monotonic() < deadline:
+            start = time.perf_counter()
+            try:
+                response = client.get(rng.choice(urls))
+                status = response.status_code
+                retry = response.headers.get("retry-after")
+            except httpx.HTTPError as error:
+                status, retry = -1, None
+                with results.lock:
+                    results.problems[f"picture transport: {type(error).__name__}"] += 1
+                time.sleep(0.1)
+            with results.lock:
+                results.statuses[status] += 1
+                if status > 0:
+                    results.latencies.append(time.perf_counter() - start)
+                if status not in (200, 503, -1):
+                    results.problems[f"picture: {status}"] += 1
+                if status == 503 and not retry:
+                    results.problems["picture 503 without Retry-After"] += 1
+            if status == 503:
+                time.sleep(min(float(retry or 1), 5))
+
+
 def run_clients(
-    base: str, uploads: list[Upload], bad: list[Upload], clients: int, seconds: float
+    base: str,
+    uploads: list[Upload],
+    bad: list[Upload],
+    clients: int,
+    seconds: float,
+    orders: list[list[Upload]] | None = None,
+    pictures: tuple[int, list[str], Results] = (0, [], Results()),
 ) -> Results:
+    """`clients` threads uploading for `seconds`, or each sending its list of `orders`;
+    beside them `pictures[0]` threads fetching `pictures[1]`, counted in `pictures[2]`."""
     results = Results()
     deadline = time.monotonic() + seconds
     threads = [
-        threading.Thread(target=client_loop, args=(base, uploads, bad, deadline, i, results))
+        threading.Thread(
+            target=client_loop,
+            args=(base, uploads, bad, deadline, i, results, orders[i] if orders else None),
+        )
         for i in range(clients)
+    ]
+    count, urls, picture_results = pictures
+    threads += [
+        threading.Thread(target=picture_loop, args=(urls, deadline, i, picture_results))
+        for i in range(count)
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     return results
+
+
+def warm_up(base: str, uploads: list[Upload], bad: list[Upload], clients: int) -> Results:
+    """Every client sends one sample (and one corpus case) at the same moment."""
+    orders = [
+        [uploads[i % len(uploads)], *([bad[i % len(bad)]] if bad else [])] for i in range(clients)
+    ]
+    return run_clients(base, uploads, bad, clients, WARM_UP_SECONDS, orders)
+
+
+def photo_runs(base: str, uploads: list[Upload], count: int) -> list[str]:
+    """The ids of `count` new cifar10 runs."""
+    photos = [u for u in uploads if u.model == "cifar10"]
+    with httpx.Client(timeout=120) as client:
+        return [one_upload(client, base, photos[i % len(photos)])[2] for i in range(count)]
 
 
 def fill_cache(base: str, uploads: list[Upload], runs: int) -> int:
@@ -307,11 +391,16 @@ def main() -> int:
     parser.add_argument("--pid", type=int, help="with --url: the server's pid, for memory")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument("--cache-runs", type=int, default=64, help="the server's run cache size")
+    parser.add_argument(
+        "--pictures", type=int, default=0, help="clients fetching upscale=16 pictures beside"
+    )
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args()
     seconds = args.seconds or (600.0 if args.soak else 60.0)
     if not 1 <= args.clients <= MAX_CLIENTS or not 0 < seconds <= MAX_SECONDS:
         parser.error(f"--clients must be 1 to {MAX_CLIENTS}, --seconds up to {MAX_SECONDS}")
+    if not 0 <= args.pictures <= MAX_CLIENTS:
+        parser.error(f"--pictures must be 0 to {MAX_CLIENTS}")
 
     uploads = samples()
     bad = hostile() if args.hostile else []
@@ -331,12 +420,18 @@ def main() -> int:
             if args.soak:
                 made = fill_cache(base, uploads, args.cache_runs + 8)
                 print(f"run cache filled: {made} runs made (the cache keeps {args.cache_runs})")
+            before_warm_up = sum(memory_kb(p, "VmRSS") for p in family(pid)) if pid else 0
+            warm = warm_up(base, uploads, bad, args.clients)
             monitor = MemoryMonitor(pid) if pid else None
             if monitor:
-                monitor.sample()
+                warm_up_growth = (monitor.sample() - before_warm_up) / 1024
                 monitor.start()
+            pictures = Results()
+            urls = picture_urls(base, photo_runs(base, uploads, 2)) if args.pictures else []
             started = time.monotonic()
-            results = run_clients(base, uploads, bad, args.clients, seconds)
+            results = run_clients(
+                base, uploads, bad, args.clients, seconds, pictures=(args.pictures, urls, pictures)
+            )
             wall = time.monotonic() - started
             if monitor:
                 monitor.stop()
@@ -373,10 +468,27 @@ def main() -> int:
         "statuses": {status_name(s): n for s, n in results.statuses.items()},
         "p50_ms": percentile(results.latencies, 50),
         "p99_ms": percentile(results.latencies, 99),
-        "problems": dict(results.problems),
+        "problems": dict(results.problems + warm.problems),
         "server_tracebacks": tracebacks,
     }
-    failed = bool(fives or results.problems or tracebacks)
+    print(
+        f"  warm-up ({sum(warm.statuses.values())} uploads at once, not counted above): "
+        + ", ".join(f"{status_name(s)}: {n}" for s, n in sorted(warm.statuses.items()))
+    )
+    if args.pictures:
+        print(
+            f"  pictures ({args.pictures} clients, upscale={PICTURE_UPSCALE}, {len(urls)} "
+            f"pictures): {sum(pictures.statuses.values())} requests, "
+            + ", ".join(f"{status_name(s)}: {n}" for s, n in sorted(pictures.statuses.items()))
+            + f"; p50 {percentile(pictures.latencies, 50)}, "
+            f"p99 {percentile(pictures.latencies, 99)}"
+        )
+        figures["pictures"] = {
+            "statuses": {status_name(s): n for s, n in pictures.statuses.items()},
+            "p50_ms": percentile(pictures.latencies, 50),
+        }
+    figures["run_p50_ms"] = percentile(results.run_latencies, 50)
+    failed = bool(fives or results.problems or warm.problems or pictures.problems or tracebacks)
     if monitor:
         peak = max(kb for _, kb in monitor.samples)
         start, end = monitor.samples[0][1], monitor.samples[-1][1]
@@ -385,12 +497,19 @@ def main() -> int:
         since = 10 if wall >= 20 else 0
         growth = (end - monitor.at(since)) / 1024
         print(
-            f"  server memory (VmRSS, server and children): start {start / 1024:.0f} MB, "
-            f"at 10 s {monitor.at(10) / 1024:.0f} MB, end {end / 1024:.0f} MB, "
+            f"  server memory (VmRSS, server and children): before the warm-up "
+            f"{before_warm_up / 1024:.0f} MB ({warm_up_growth:+.0f} MB in it: the first "
+            f"forwards and the decoding workers' start); measured run: "
+            f"start {start / 1024:.0f} MB, "
+            f"at {since} s {monitor.at(since) / 1024:.0f} MB, end {end / 1024:.0f} MB, "
             f"peak {peak / 1024:.0f} MB (VmHWM {monitor.hwm_kb / 1024:.0f} MB); "
             f"growth from {since} s to the end {growth:+.1f} MB"
         )
-        figures |= {"peak_rss_mb": round(peak / 1024), "growth_mb": round(growth, 1)}
+        figures |= {
+            "peak_rss_mb": round(peak / 1024),
+            "growth_mb": round(growth, 1),
+            "warm_up_growth_mb": round(warm_up_growth, 1),
+        }
         failed |= growth >= GROWTH_LIMIT_MB
         if args.soak:
             print("  RSS over time:")
@@ -409,7 +528,7 @@ def main() -> int:
         f"  5xx other than 503: {fives}; 503 without Retry-After: "
         f"{results.problems.get('503 without Retry-After', 0)}; server tracebacks: {tracebacks}"
     )
-    for problem, count in sorted(results.problems.items()):
+    for problem, count in sorted((results.problems + warm.problems + pictures.problems).items()):
         print(f"  PROBLEM {problem}: {count}")
     if args.json:
         print(json.dumps(figures))

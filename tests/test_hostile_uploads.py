@@ -167,11 +167,6 @@ def upload(base_url: str, case: corpus.Case) -> httpx.Response:
     return httpx.post(base_url + URL, content=body, headers=headers, timeout=30)
 
 
-@pytest.mark.xfail(
-    reason="open (issue 13): a stalled upload is not answered 408 by a real server "
-    "(also on its branch); see the stop-11 note",
-    strict=False,
-)
 def test_real_server_survives_bodies_that_stop_halfway(run_server, tmp_path: Path) -> None:
     case = BY_NAME["one-pixel"]
     env = server_env(
@@ -198,11 +193,6 @@ def test_real_server_survives_bodies_that_stop_halfway(run_server, tmp_path: Pat
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="open (issue 13): a stalled upload is not answered 408 by a real server "
-    "(also on its branch); see the stop-11 note",
-    strict=False,
-)
 def test_real_server_bounds_uploads_being_received(run_server, tmp_path: Path) -> None:
     """Past CONVSCOPE_MAX_CONCURRENT_UPLOADS bodies arriving at once, 503 + Retry-After;
     the places come back when the stalled ones are given up."""
@@ -234,11 +224,6 @@ REAL_SERVER_CASES = [
 ]  # fmt: skip
 
 
-@pytest.mark.xfail(
-    reason="open (issue 13): a real server answers an upload with a 60 KB Exif segment 431, "
-    "as if the body were headers (app/bounded_http.py); see the stop-11 note",
-    strict=False,
-)
 def test_real_server_answers_a_selection_of_the_corpus(run_server, tmp_path: Path) -> None:
     with run_server(SERVER, cwd=REPO, env=server_env(tmp_path)) as base_url:
         for name in REAL_SERVER_CASES:

@@ -71,8 +71,21 @@ def test_a_cmyk_jpeg_and_a_grey_one_pass() -> None:
         (corpus.jpeg_scan_bomb(64, 100), "more than 100 scans"),
         (corpus.jpeg_with_fill_bytes(5_000), "padding bytes"),
         (corpus.png_with_text_chunks(257), "more than 256 metadata chunks"),
+        (corpus.gif_with_comment_flood(257), "more than 256 extension blocks"),
+        (corpus.gif_with_comment_flood(2_000_000), "more than 256 extension blocks"),
+        (corpus.gif_with_one_comment_in_tiny_blocks(16_385), "more than 16,384 blocks"),
     ],
-    ids=["257-segments", "a-million", "17-exif", "scan-bomb", "fill", "png-text"],
+    ids=[
+        "257-segments",
+        "a-million",
+        "17-exif",
+        "scan-bomb",
+        "fill",
+        "png-text",
+        "gif-257-comments",
+        "gif-comment-flood",
+        "gif-tiny-blocks",
+    ],  # fmt: skip
 )
 def test_floods_and_bombs_are_refused_at_once(data: bytes, words: str) -> None:
     started = time.process_time()
@@ -87,6 +100,8 @@ def test_just_under_the_bounds_passes() -> None:
     prescan.check(corpus.jpeg_with_tiny_app1_segments(15))
     prescan.check(corpus.jpeg_with_fill_bytes(4_000))
     prescan.check(corpus.png_with_text_chunks(250))
+    assert prescan.check_gif(corpus.gif_with_comment_flood(255)) == 255
+    prescan.check_gif(corpus.gif_with_one_comment_in_tiny_blocks(16_000))
     layout = prescan.check_jpeg(corpus.jpeg_scan_bomb(64, 50))
     assert layout.scans == segments_by_reference(corpus.jpeg_scan_bomb(64, 50))[1]
 
@@ -104,3 +119,35 @@ def test_webp_sizes_match_pillows(options: dict) -> None:
     data = corpus.encode(corpus.picture(123, 45).convert("RGBA"), "WEBP", **options)
     assert prescan.webp_size(data) == Image.open(io.BytesIO(data)).size == (123, 45)
     assert prescan.webp_size(corpus.webp_lossless_declaring(16383, 2435)) == (16383, 2435)
+
+
+def extensions_by_reference(data: bytes) -> int:
+    """Extension blocks before the first picture, read the obvious way from a file object."""
+    raw = io.BytesIO(data)
+    raw.seek(10)
+    packed = raw.read(3)[0]
+    if packed & 0x80:
+        raw.read(3 * 2 ** ((packed & 7) + 1))
+    seen = 0
+    while raw.read(1) == b"\x21":
+        seen += 1
+        raw.read(1)  # the label
+        while size := raw.read(1)[0]:
+            raw.read(size)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"comment": b"hello"}, {"comment": b"x" * 1000}, {"save_all": True, "loop": 0}],
+    ids=["plain", "comment", "long-comment", "animated"],
+)
+def test_real_gifs_pass_with_the_extensions_they_have(options: dict) -> None:
+    frames = [corpus.picture(60, 40).convert("P"), corpus.picture(40, 60).convert("P")]
+    if options.get("save_all"):
+        options = {**options, "append_images": frames[1:]}
+    data = corpus.encode(frames[0], "GIF", **options)
+    assert prescan.check_gif(data) == extensions_by_reference(data)
+    if "comment" in options:
+        assert Image.open(io.BytesIO(data)).info["comment"] == options["comment"]
+        assert prescan.check_gif(data) >= 1

@@ -3,7 +3,9 @@
 The map is computed by model/attributions.py from the stored run's input, on the forward
 gate's compute threads and under its admission limit (a busy server answers 503 with
 Retry-After rather than queueing), then kept in a bounded cache per run and parameters, so
-that the JSON, the picture and a second student clicking the same class cost nothing.
+that the JSON, the picture and a second student clicking the same class cost nothing. The
+picture is drawn as the other pictures are (app/picture_cache.py): on a compute thread, as
+one of the gate's picture places (503 past them), kept in the picture cache, with an ETag.
 Parameters are bounded so that one request holds a core for about a second at most on the
 shipped models (BENCHMARKS.md has the times).
 """
@@ -14,7 +16,7 @@ import time
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -24,6 +26,7 @@ from app.api.runs import cache_headers, read_run
 from app.errors import error
 from app.gate import ForwardGateDep
 from app.mapcache import MapCacheDep
+from app.picture_cache import PictureCacheDep, cached_picture
 from app.registry import RegistryDep
 from app.runs import RunStoreDep
 from model import attributions
@@ -253,6 +256,7 @@ async def get_attribution_json(
     responses={200: PNG, **RESPONSES},
 )
 async def get_attribution_png(
+    request: Request,
     run_id: str,
     method: Method,
     query: Params,
@@ -260,6 +264,7 @@ async def get_attribution_png(
     registry: RegistryDep,
     gate: ForwardGateDep,
     cache: MapCacheDep,
+    pictures: PictureCacheDep,
     alpha: Annotated[
         float, Query(ge=0, le=1, description="Opacity of the strongest colour over the input.")
     ] = heatmap.DEFAULT_ALPHA,
@@ -277,11 +282,20 @@ async def get_attribution_png(
     negative, coolwarm (zero at the light centre) for signed ones; faint where the map is
     near zero. The header X-Attribution-Range gives the values at the colour bar's ends."""
     body, pixels, expires = await _attribution(run_id, method, query, store, registry, gate, cache)
-    values = np.asarray(body["values"], np.float64)
-    try:
-        png = heatmap.overlay_png(pixels, values, alpha, upscale)
-    except render.RenderError as too_big:
-        raise HTTPException(422, str(too_big)) from None
+
+    def draw() -> bytes:
+        try:
+            return heatmap.overlay_png(
+                pixels, np.asarray(body["values"], np.float64), alpha, upscale
+            )
+        except render.RenderError as too_big:
+            raise HTTPException(422, str(too_big)) from None
+
+    params = "&".join(f"{k}={v}" for k, v in sorted(body["params"].items()))
+    key = (
+        f"run/{run_id}/attributions/{method}.png?target={body['target']}&{params}"
+        f"&alpha={alpha}&upscale={upscale}"
+    )
     lo, hi = body["range"]
     headers = {**cache_headers(expires), "X-Attribution-Range": f"{lo:.6g},{hi:.6g}"}
-    return Response(png, media_type="image/png", headers=headers)
+    return await cached_picture(request, key, draw, gate, pictures, headers)

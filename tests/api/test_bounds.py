@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app import render
+from app import heatmap, render
 from app.main import create_app
 from app.settings import Settings
 from benchmarks import hostile_corpus as corpus
@@ -43,24 +43,44 @@ async def a_run(client: httpx.AsyncClient) -> str:
     return response.headers["x-run-id"]
 
 
-async def test_pictures_are_drawn_once_then_cached_and_revalidated(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("module", "drawer", "path", "others"),
+    [
+        (render, "volume_png", "layers/0.png", ["upscale=5", "upscale=4&slice=1"]),
+        (
+            heatmap,
+            "overlay_png",
+            "attributions/saliency.png",
+            ["upscale=5", "upscale=4&alpha=0.2", "upscale=4&target=1"],
+        ),
+    ],
+    ids=["layer", "attribution"],
+)
+async def test_run_pictures_are_drawn_once_then_cached_and_revalidated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module, drawer, path, others
 ) -> None:
     drawn = []
-    real = render.volume_png
-    monkeypatch.setattr(render, "volume_png", lambda *a, **k: drawn.append(1) or real(*a, **k))
+    real = getattr(module, drawer)
+    monkeypatch.setattr(module, drawer, lambda *a, **k: drawn.append(1) or real(*a, **k))
     async with client_for(tmp_path) as client:
         run = await a_run(client)
-        url = f"/api/runs/{run}/layers/0.png?upscale=4"
+        url = f"/api/runs/{run}/{path}?upscale=4"
         first, second = await client.get(url), await client.get(url)
         assert first.status_code == second.status_code == 200
         assert first.content == second.content and len(drawn) == 1
+        assert first.headers.get("x-attribution-range") == second.headers.get("x-attribution-range")
         tag = first.headers["etag"]
         assert first.headers["cache-control"].startswith("private, max-age=")
         again = await client.get(url, headers={"If-None-Match": tag})
         assert again.status_code == 304 and again.content == b"" and len(drawn) == 1
-        other = await client.get(f"/api/runs/{run}/layers/0.png?upscale=5")
-        assert other.headers["etag"] != tag and len(drawn) == 2
+        for query in others:
+            other = await client.get(f"/api/runs/{run}/{path}?{query}")
+            assert other.status_code == 200 and other.headers["etag"] != tag, query
+        assert len(drawn) == 1 + len(others)
+
+
+async def test_weights_pictures_are_cached_publicly_and_revalidated(tmp_path: Path) -> None:
+    async with client_for(tmp_path) as client:
         weights = await client.get("/api/models/cifar10/layers/0/weights.png?upscale=8")
         assert weights.status_code == 200 and weights.headers["etag"]
         assert "public" in weights.headers["cache-control"]
@@ -73,16 +93,28 @@ async def test_pictures_are_drawn_once_then_cached_and_revalidated(
         assert exact.json()["shape"] == [32, 3, 3, 3] and exact.headers["etag"]
 
 
+PICTURES = [
+    "/api/runs/{run}/layers/0.png",
+    "/api/runs/{run}/input.png?upscale=16",
+    "/api/runs/{run}/attributions/saliency.png?upscale=16",
+    "/api/models/cifar10/layers/0/weights.png?upscale=16",
+    "/api/models/cifar10/layers/0/weights",
+]
+
+
 async def test_pictures_past_their_places_get_503_with_retry_after(tmp_path: Path) -> None:
     async with client_for(tmp_path, max_concurrent_pictures=1) as client:
         run = await a_run(client)
+        # The attribution's map itself is computed (and kept) on a forward place.
+        assert (await client.get(f"/api/runs/{run}/attributions/saliency.json")).is_success
         gate = client.app.state.forward_gate
-        gate.pictures = 1  # one picture being drawn
-        busy = await client.get(f"/api/runs/{run}/layers/0.png")
-        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
-        assert busy.json()["detail"].endswith(".")
-        gate.pictures = 0
-        assert (await client.get(f"/api/runs/{run}/layers/0.png")).status_code == 200
+        for url in (url.format(run=run) for url in PICTURES):
+            gate.pictures = 1  # one picture being drawn
+            busy = await client.get(url)
+            assert busy.status_code == 503 and busy.headers["retry-after"] == "1", url
+            assert busy.json()["detail"].endswith(".")
+            gate.pictures = 0
+            assert (await client.get(url)).status_code == 200, url
 
 
 async def test_head_is_answered_where_get_is(tmp_path: Path) -> None:

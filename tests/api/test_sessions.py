@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,13 +16,13 @@ import httpx
 import numpy as np
 import pytest
 import segno
-import uvicorn
 from PIL import Image
 
 from app.main import create_app
 from app.sessions import codes
 from app.sessions.connect import RedisUnavailable
 from app.settings import Settings
+from tests.conftest import serve_in_thread
 from tests.images import png
 
 KEEPALIVE = 0.2
@@ -331,19 +330,8 @@ async def test_an_unreachable_redis_stops_the_start_with_a_sentence(
 @pytest.fixture
 def live(settings: Settings) -> Iterator[str]:
     """The app served by uvicorn on a free port in a thread; its base URL."""
-    app = create_app(settings)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serve_in_thread(create_app(settings)) as (host, port):
+        yield f"http://{host}:{port}"
 
 
 class Events:

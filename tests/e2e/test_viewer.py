@@ -377,7 +377,6 @@ def test_a_file_that_is_not_an_image_shows_the_servers_sentence(
     expect(viewer.page.locator("#error")).to_be_visible()
 
 
-@pytest.mark.xfail(reason=REASON_MERGED, strict=False)
 def test_a_too_large_upload_shows_the_servers_sentence(
     viewer_on, run_server, tmp_path: Path
 ) -> None:
