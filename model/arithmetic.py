@@ -14,6 +14,11 @@ on that difference (gamma_n = n u / (1 - n u) times the sum of the terms' magnit
 u = 2^-24, holds for any order of summing n float32 terms), and a stored number further
 than that from `value` was not made by these weights.
 
+The general kinds of imported networks (model/extra_layers.py: conv2d with stride, pads,
+dilation and depthwise groups, maxpool, avgpool, gap, batchnorm, leakyrelu, sigmoid, tanh,
+flatten, logsoftmax) are broken down the same way; where NumPy's float32 exp, log or tanh
+enter, the bound also carries their documented error (LIBM_ULPS).
+
 Positions and windows follow the volumes' layout (H, W, D); weights follow PyTorch's
 (conv (F, C, KH, KW), fc (out, in)); an fc layer reads its input flattened depth-major
 (D, H, W), as the layer does.
@@ -67,21 +72,24 @@ def conv(layer: Layer, before: np.ndarray, row: int, col: int, depth: int) -> di
     channel_sums[c] = sum(window[:, :, c] * weights[:, :, c]). 0 in the window where it pads."""
     k, stride, pad = layer.size, layer.stride, layer.pad
     r0, c0 = row * stride - pad, col * stride - pad
-    window = _window(before, r0, c0, k, k).astype(np.float64)
+    return _filter(layer, depth, _sample(before, r0, c0, (k, k)), [r0, r0 + k], [c0, c0 + k])
+
+
+def _filter(layer: Layer, depth: int, window: np.ndarray, rows, cols) -> dict[str, Any]:
+    """A conv neuron's parts, from the window (KH, KW, C') its filter `depth` lies over."""
     weights = layer.params["weight"][depth].transpose(1, 2, 0).astype(np.float64)
     bias = float(layer.params["bias"][depth])
     products = window * weights
     channel_sums = products.sum(axis=(0, 1))
-    n = products.size + 1
     return {
-        "rows": [r0, r0 + k],
-        "cols": [c0, c0 + k],
+        "rows": rows,
+        "cols": cols,
         "window": window,
         "weights": weights,
         "bias": bias,
         "channel_sums": channel_sums,
         "value": bias + float(channel_sums.sum()),
-        "tolerance": _gamma(n) * (abs(bias) + float(np.abs(products).sum())),
+        "tolerance": _gamma(products.size + 1) * (abs(bias) + float(np.abs(products).sum())),
     }
 
 
@@ -102,11 +110,16 @@ def pool(layer: Layer, before: np.ndarray, row: int, col: int, depth: int) -> di
     row by row, as the layer's backward pass picks it): value = max(window), exactly."""
     k, stride = layer.size, layer.stride
     r0, c0 = row * stride, col * stride
-    window = before[r0 : r0 + k, c0 : c0 + k, depth].astype(np.float64)
+    return _maximum(before[r0 : r0 + k, c0 : c0 + k, depth].astype(np.float64), r0, c0)
+
+
+def _maximum(window: np.ndarray, r0: int, c0: int) -> dict[str, Any]:
+    """A max pool's parts: the window at (r0, c0), its first maximum row by row, exact."""
     r, c = np.unravel_index(int(np.argmax(window)), window.shape)
+    kh, kw = window.shape
     return {
-        "rows": [r0, r0 + k],
-        "cols": [c0, c0 + k],
+        "rows": [r0, r0 + kh],
+        "cols": [c0, c0 + kw],
         "window": window,
         "argmax": [int(r), int(c)],
         "value": float(window[r, c]),
@@ -173,15 +186,254 @@ def softmax(layer: Layer, before: np.ndarray, row: int, col: int, depth: int) ->
     }
 
 
-def _window(volume: np.ndarray, r0: int, c0: int, kh: int, kw: int) -> np.ndarray:
-    """volume[r0 : r0 + kh, c0 : c0 + kw, :] with zeros where the window runs past the edges."""
-    h, w, c = volume.shape
-    out = np.zeros((kh, kw, c), volume.dtype)
-    top, left = max(r0, 0), max(c0, 0)
-    bottom, right = min(r0 + kh, h), min(c0 + kw, w)
-    if bottom > top and right > left:
-        out[top - r0 : bottom - r0, left - c0 : right - c0] = volume[top:bottom, left:right]
+# --- the general kinds of imported networks (model/extra_layers.py) ----------------------
+
+
+def conv2d(layer: Layer, before: np.ndarray, row: int, col: int, depth: int) -> dict[str, Any]:
+    """Like conv, for any kernel, stride, [top, left, bottom, right] pads and dilation:
+    window and weights (KH, KW, C'), bias, channel_sums (C',), input_channels (C',) the
+    input channel each of the window's C' channels is: all C for groups 1, the one channel
+    f // (F / C) for a depthwise filter f. value = bias + sum(channel_sums). The window
+    samples every dilation-th number: window[i, j] = before[r0 + i * dh, c0 + j * dw],
+    0 where it pads; rows and cols span the dilated kernel."""
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel, layer.stride, layer.dilation
+    top, left = layer.pads[0], layer.pads[1]
+    r0, c0 = row * sh - top, col * sw - left
+    c = before.shape[2]
+    channels = list(range(c)) if layer.groups == 1 else [depth // (layer.filters // c)]
+    window = _sample(before, r0, c0, (kh, kw), (dh, dw), channels)
+    span_h, span_w = layer.span
+    rows, cols = [r0, r0 + span_h], [c0, c0 + span_w]
+    return {**_filter(layer, depth, window, rows, cols), "input_channels": channels}
+
+
+def _pool_window(layer: Layer, before: np.ndarray, row: int, col: int, depth: int, fill: float):
+    """(window, r0, c0): a maxpool's or avgpool's (KH, KW) window of channel `depth`."""
+    (kh, kw), (sh, sw) = layer.kernel, layer.stride
+    r0, c0 = row * sh - layer.pads[0], col * sw - layer.pads[1]
+    return _sample(before, r0, c0, (kh, kw), channels=depth, fill=fill)[:, :, 0], r0, c0
+
+
+def maxpool(layer: Layer, before: np.ndarray, row: int, col: int, depth: int) -> dict[str, Any]:
+    """window (KH, KW) of input channel `depth`, -inf where it pads (padding never wins),
+    argmax [r, c] in it (the first maximum, row by row, as backward picks it):
+    value = max(window), exactly. With ceil_mode the last window may hang past the padding;
+    those places are -inf too."""
+    return _maximum(*_pool_window(layer, before, row, col, depth, -np.inf))
+
+
+def avgpool(layer: Layer, before: np.ndarray, row: int, col: int, depth: int) -> dict[str, Any]:
+    """window (KH, KW) of input channel `depth`, 0 where it pads; counted (KH, KW) whether
+    each place is in the divisor; count = sum(counted), sum = sum(window):
+    value = sum / count. Without count_include_pad only the input's own numbers count;
+    with it the padding counts too, but not ceil_mode's overhang past the padding (as
+    PyTorch and ONNX Runtime divide).
+
+    The layer adds KH * KW float32 numbers and divides once: gamma_n * sum(|window|) /
+    count for the sum, one rounding u of the quotient."""
+    window, r0, c0 = _pool_window(layer, before, row, col, depth, 0.0)
+    (kh, kw), (h, w, _) = layer.kernel, before.shape
+    top, left, bottom, right = layer.pads
+    low_r, low_c, high_r, high_c = 0, 0, h, w
+    if layer.count_include_pad:
+        low_r, low_c, high_r, high_c = -top, -left, h + bottom, w + right
+    rows, cols = r0 + np.arange(kh), c0 + np.arange(kw)
+    counted = ((rows >= low_r) & (rows < high_r))[:, None] & ((cols >= low_c) & (cols < high_c))
+    count = max(int(counted.sum()), 1)
+    total = float(window.sum())
+    value = total / count
+    error = _gamma(window.size) * float(np.abs(window).sum()) / count
+    return {
+        "rows": [r0, r0 + kh],
+        "cols": [c0, c0 + kw],
+        "window": window,
+        "counted": counted,
+        "count": count,
+        "sum": total,
+        "value": value,
+        "tolerance": error + UNIT_ROUNDOFF * (abs(value) + error),
+    }
+
+
+def gap(layer: Layer, before: np.ndarray, row: int, col: int, depth: int) -> dict[str, Any]:
+    """window: the whole (H, W) channel `depth`; count = H * W, sum = sum(window):
+    value = sum / count, the channel's mean. Rounding as avgpool's."""
+    window = before[:, :, depth].astype(np.float64)
+    h, w = window.shape
+    total = float(window.sum())
+    value = total / window.size
+    error = _gamma(window.size) * float(np.abs(window).sum()) / window.size
+    return {
+        "rows": [0, h],
+        "cols": [0, w],
+        "window": window,
+        "count": int(window.size),
+        "sum": total,
+        "value": value,
+        "tolerance": error + UNIT_ROUNDOFF * (abs(value) + error),
+    }
+
+
+def batchnorm(layer: Layer, before: np.ndarray, row: int, col: int, depth: int) -> dict[str, Any]:
+    """input_value x, mean, var, eps, gamma (the layer's weight), beta (its bias), std =
+    sqrt(var + eps), normalized = (x - mean) / std: value = gamma * normalized + beta.
+
+    The layer computes x * s + (beta - mean * s) with s = gamma / sqrt(var + eps), each
+    step one float32 rounding (eps itself rounded to float32): s carries at most 5 of them
+    (relative), x * s two more and the final add one, mean * s three: so within
+    gamma_9 (|x s| + |mean s| + |beta|), one u spare for this float64 evaluation."""
+    p = layer.params
+    x = float(before[row, col, depth])
+    mean, var = float(p["running_mean"][depth]), float(p["running_var"][depth])
+    scale, shift = float(p["weight"][depth]), float(p["bias"][depth])
+    std = float(np.sqrt(var + layer.eps))
+    normalized = (x - mean) / std
+    s = scale / std
+    return {
+        "rows": [row, row + 1],
+        "cols": [col, col + 1],
+        "input_value": x,
+        "mean": mean,
+        "var": var,
+        "eps": layer.eps,
+        "gamma": scale,
+        "beta": shift,
+        "std": std,
+        "normalized": normalized,
+        "value": scale * normalized + shift,
+        "tolerance": _gamma(9) * (abs(x * s) + abs(mean * s) + abs(shift)),
+    }
+
+
+def leakyrelu(layer: Layer, before: np.ndarray, row: int, col: int, depth: int) -> dict[str, Any]:
+    """input_value x and alpha: value = x where x > 0, alpha * x elsewhere. Exact for a
+    positive x; otherwise alpha rounded to float32 and the product rounded: gamma_3 |alpha x|
+    (one u spare for this float64 product)."""
+    x = float(before[row, col, depth])
+    value = x if x > 0 else layer.alpha * x
+    return {
+        "rows": [row, row + 1],
+        "cols": [col, col + 1],
+        "input_value": x,
+        "alpha": layer.alpha,
+        "value": value,
+        "tolerance": 0.0 if x > 0 else _gamma(3) * abs(value),
+    }
+
+
+# NumPy's float32 exp, log and tanh are not correctly rounded; its documentation (the SIMD
+# and SVML loops) gives them at most 4 ulp, and an ulp is at most 2u of the result.
+LIBM_ULPS = 4
+_LIBM = 2 * LIBM_ULPS * UNIT_ROUNDOFF
+_TINY = LIBM_ULPS * 2.0**-149  # an ulp where the result is subnormal
+
+
+def sigmoid(layer: Layer, before: np.ndarray, row: int, col: int, depth: int) -> dict[str, Any]:
+    """input_value x: value = 1 / (1 + exp(-x)). The layer computes e = exp(-|x|) (libm's
+    error), then 1 / (1 + e) or e / (1 + e): two roundings more, relative to the value."""
+    x = float(before[row, col, depth])
+    value = float(1 / (1 + np.exp(-x))) if x >= 0 else float(np.exp(x) / (1 + np.exp(x)))
+    return {
+        "rows": [row, row + 1],
+        "cols": [col, col + 1],
+        "input_value": x,
+        "value": value,
+        "tolerance": (2 * _LIBM + _gamma(3)) * value + _TINY,
+    }
+
+
+def tanh(layer: Layer, before: np.ndarray, row: int, col: int, depth: int) -> dict[str, Any]:
+    """input_value x: value = tanh(x), within libm's error of float32 tanh."""
+    x = float(before[row, col, depth])
+    value = float(np.tanh(x))
+    return {
+        "rows": [row, row + 1],
+        "cols": [col, col + 1],
+        "input_value": x,
+        "value": value,
+        "tolerance": (_LIBM + UNIT_ROUNDOFF) * abs(value) + _TINY,
+    }
+
+
+def flatten(layer: Layer, before: np.ndarray, row: int, col: int, depth: int) -> dict[str, Any]:
+    """source [r, c, d]: the place of `before` this number is copied from, depth-major as
+    torch.flatten on NCHW (depth = d * H * W + r * W + c): value = before[r, c, d], exactly."""
+    h, w, c = before.shape
+    d, r, cc = (int(i) for i in np.unravel_index(depth, (c, h, w)))
+    return {
+        "rows": [r, r + 1],
+        "cols": [cc, cc + 1],
+        "source": [r, cc, d],
+        "value": float(before[r, cc, d]),
+        "tolerance": 0.0,
+    }
+
+
+def logsoftmax(layer: Layer, before: np.ndarray, row: int, col: int, depth: int) -> dict[str, Any]:
+    """logits, max (the largest logit), exps = exp(logits - max), sum = sum(exps),
+    logsumexp = max + log(sum): value = logits[depth] - logsumexp (<= 0).
+
+    The layer rounds each logit - max (u per unit of the logits' span), takes exp (libm's
+    error) and sums n terms (gamma_n relative), takes log (libm's error of log(sum) <=
+    log n) and subtracts twice: the first-order bound, doubled for the second order."""
+    logits = before[row, col, :].astype(np.float64)
+    top = float(logits.max())
+    exps = np.exp(logits - top)
+    total = float(exps.sum())
+    logsumexp = top + float(np.log(total))
+    value = float(logits[depth]) - logsumexp
+    n, span = logits.size, top - float(logits.min())
+    first = UNIT_ROUNDOFF * 2 * span + _LIBM + _gamma(n) + _LIBM * np.log(total)
+    return {
+        "rows": [row, row + 1],
+        "cols": [col, col + 1],
+        "logits": logits,
+        "max": top,
+        "exps": exps,
+        "sum": total,
+        "logsumexp": logsumexp,
+        "value": value,
+        "tolerance": 2 * (first + 2 * UNIT_ROUNDOFF * abs(value)),
+    }
+
+
+def _sample(
+    volume: np.ndarray,
+    r0: int,
+    c0: int,
+    kernel: tuple[int, int],
+    dilation: tuple[int, int] = (1, 1),
+    channels: Any = slice(None),
+    fill: float = 0.0,
+) -> np.ndarray:
+    """The (KH, KW, channels) numbers a window at (r0, c0) reads: volume[r0 + i * dh,
+    c0 + j * dw, channels] in float64, `fill` where that place is off the volume's edges."""
+    h, w, _ = volume.shape
+    rows = r0 + dilation[0] * np.arange(kernel[0])
+    cols = c0 + dilation[1] * np.arange(kernel[1])
+    inside_r, inside_c = (rows >= 0) & (rows < h), (cols >= 0) & (cols < w)
+    picked = volume[:, :, channels].astype(np.float64)
+    if picked.ndim == 2:
+        picked = picked[:, :, None]
+    out = np.full((kernel[0], kernel[1], picked.shape[2]), fill, np.float64)
+    out[np.ix_(inside_r, inside_c)] = picked[np.ix_(rows[inside_r], cols[inside_c])]
     return out
 
 
-EXPLAIN = {"conv": conv, "relu": relu, "pool": pool, "fc": fc, "softmax": softmax}
+EXPLAIN = {
+    "conv": conv,
+    "relu": relu,
+    "pool": pool,
+    "fc": fc,
+    "softmax": softmax,
+    "conv2d": conv2d,
+    "maxpool": maxpool,
+    "avgpool": avgpool,
+    "gap": gap,
+    "batchnorm": batchnorm,
+    "leakyrelu": leakyrelu,
+    "sigmoid": sigmoid,
+    "tanh": tanh,
+    "flatten": flatten,
+    "logsoftmax": logsoftmax,
+}

@@ -10,7 +10,7 @@ after the run was made).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Path
@@ -111,17 +111,113 @@ class SoftmaxNeuron(NeuronBase):
     sum: float = Field(description="sum(exps); value = exps[depth] / sum.")
 
 
-Neuron = Annotated[
-    ConvNeuron | ReluNeuron | PoolNeuron | FcNeuron | SoftmaxNeuron,
-    Field(discriminator="kind"),
-]
-PARTS = {
-    "conv": ConvNeuron,
-    "relu": ReluNeuron,
-    "pool": PoolNeuron,
-    "fc": FcNeuron,
-    "softmax": SoftmaxNeuron,
-}
+# --- the general kinds of imported networks -------------------------------------------
+
+
+class Conv2dNeuron(ConvNeuron):
+    kind: Literal["conv2d"]  # type: ignore[assignment]
+    window: list[list[list[float]]] = Field(
+        description="[row][col][channel]: the kh x kw x C' input numbers the filter reads, "
+        "every dilation-th one from the window's corner (input.rows[0], input.cols[0]), 0 where "
+        "padding; C' is every input channel, or the one a depthwise filter reads."
+    )
+    input_channels: list[int] = Field(
+        description="The input channel each of the window's channels is: 0 to C - 1, or the "
+        "one channel depth // (filters / C) a depthwise filter reads."
+    )
+    stride: list[int] = Field(description="[rows, cols] the filter moves between neurons.")
+    dilation: list[int] = Field(description="[rows, cols] between the numbers it reads.")
+
+
+class MaxpoolNeuron(NeuronBase):
+    kind: Literal["maxpool"]
+    window: list[list[float | None]] = Field(
+        description="kh x kw numbers of input channel `depth`; null where the window pads "
+        "(padding is -infinity: it never wins)."
+    )
+    argmax: list[int] = Field(description="[r, c] of the maximum inside the window (the first).")
+
+
+class AvgpoolNeuron(NeuronBase):
+    kind: Literal["avgpool"]
+    window: list[list[float]] = Field(
+        description="kh x kw numbers of input channel `depth`, 0 where padding."
+    )
+    counted: list[list[bool]] = Field(description="Whether each place counts in the divisor.")
+    count: int = Field(description="The divisor: sum(counted).")
+    count_include_pad: bool = Field(
+        description="Whether padding counts (ceil_mode's overhang past the padding never does)."
+    )
+    sum: float = Field(description="sum(window); value = sum / count.")
+
+
+class GapNeuron(NeuronBase):
+    kind: Literal["gap"]
+    window: list[list[float]] = Field(description="The whole H x W input channel `depth`.")
+    count: int = Field(description="H * W.")
+    sum: float = Field(description="sum(window); value = sum / count, the channel's mean.")
+
+
+class BatchnormNeuron(NeuronBase):
+    kind: Literal["batchnorm"]
+    input_value: float = Field(description="x.")
+    mean: float = Field(description="The channel's running mean.")
+    var: float = Field(description="The channel's running variance.")
+    eps: float
+    gamma: float = Field(description="The channel's scale (PyTorch's weight).")
+    beta: float = Field(description="The channel's shift (PyTorch's bias).")
+    std: float = Field(description="sqrt(var + eps).")
+    normalized: float = Field(description="(x - mean) / std; value = gamma * normalized + beta.")
+
+
+class LeakyreluNeuron(NeuronBase):
+    kind: Literal["leakyrelu"]
+    input_value: float = Field(description="x; value = x if x > 0, else alpha * x.")
+    alpha: float
+
+
+class SquashNeuron(NeuronBase):
+    kind: Literal["sigmoid", "tanh"]
+    input_value: float = Field(
+        description="x; value = 1 / (1 + exp(-x)) for sigmoid, tanh(x) for tanh."
+    )
+
+
+class FlattenNeuron(NeuronBase):
+    kind: Literal["flatten"]
+    source: list[int] = Field(
+        description="[row, col, depth] of the input number copied here (depth-major, as "
+        "torch.flatten on NCHW: position depth = d * H * W + row * W + col)."
+    )
+
+
+class LogsoftmaxNeuron(NeuronBase):
+    kind: Literal["logsoftmax"]
+    logits: list[float] = Field(description="Every class's input number.")
+    max: float = Field(description="The largest logit.")
+    exps: list[float] = Field(description="exp(logits - max).")
+    sum: float = Field(description="sum(exps).")
+    logsumexp: float = Field(description="max + log(sum); value = logits[depth] - logsumexp.")
+
+
+KINDS = (
+    ConvNeuron,
+    ReluNeuron,
+    PoolNeuron,
+    FcNeuron,
+    SoftmaxNeuron,
+    Conv2dNeuron,
+    MaxpoolNeuron,
+    AvgpoolNeuron,
+    GapNeuron,
+    BatchnormNeuron,
+    LeakyreluNeuron,
+    SquashNeuron,
+    FlattenNeuron,
+    LogsoftmaxNeuron,
+)
+Neuron = Annotated[Union[KINDS], Field(discriminator="kind")]  # noqa: UP007
+PARTS = {kind: model for model in KINDS for kind in get_args(model.model_fields["kind"].annotation)}
 
 
 def _volumes(run_id: str, index: int):
@@ -157,7 +253,11 @@ def get_neuron(
     """How one number of the run was computed: the input window it reads and, by layer kind,
     conv: the window, the filter, one partial sum per input channel and the bias; relu: its
     input; pool: the window and its maximum; fc: every input times its weight; softmax: the
-    logits, their exponentials and their sum."""
+    logits, their exponentials and their sum. An imported model's kinds: conv2d as conv (any
+    kernel, stride, padding, dilation; a depthwise filter reads one input channel); maxpool
+    (padding never wins) and avgpool (with the divisor's count); gap: the channel and its
+    mean; batchnorm: x, mean, var, eps, gamma, beta; leakyrelu, sigmoid, tanh: the input (and
+    alpha); flatten: the place copied; logsoftmax: the logits, max and logsumexp."""
     (volume, info, before, model_id), expires = read_run(store, run_id, _volumes(run_id, index))
     h, w, d = volume.shape
     if not (row < h and col < w and depth < d):
@@ -209,13 +309,19 @@ def get_neuron(
         "receptive_field": {"rows": [top, bottom + 1], "cols": [left, right + 1]},
         **{key: _plain(value) for key, value in parts.items()},
     }
-    if layer.kind in ("conv", "fc"):
-        kh = kw = layer.size if layer.kind == "conv" else 0
-        own = kh * kw * bd + 1 if layer.kind == "conv" else bh * bw * bd + 1
+    if layer.kind in ("conv", "conv2d", "fc"):
+        own = int(layer.params["weight"][depth].size) + 1
         body["weight_count"] = {"neuron": own, "fully_connected": bh * bw * bd + 1}
+    if layer.kind == "conv2d":
+        body["stride"], body["dilation"] = list(layer.stride), list(layer.dilation)
+    if layer.kind == "avgpool":
+        body["count_include_pad"] = layer.count_include_pad
     model = PARTS[layer.kind].model_validate(body)
     return JSONResponse(model.model_dump(mode="json"), headers=cache_headers(expires))
 
 
 def _plain(value: Any) -> Any:
+    """NumPy arrays as lists, a max pool's -infinity padding as None (JSON has no infinity)."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and np.isneginf(value).any():
+        return np.where(np.isneginf(value), None, value).tolist()
     return value.tolist() if isinstance(value, np.ndarray) else value

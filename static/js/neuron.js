@@ -7,13 +7,27 @@
  * step-through that slides the filter across the slice; relu: max(0, x); pool: the window
  * with its maximum marked; fc: the largest input x weight terms and where in the previous
  * volume every term comes from; softmax: logits, exponentials, their sum and the division.
+ * An imported model's conv2d is drawn as a conv; its other kinds as arithmetic.js describes.
  *
  * The app owns the chosen neuron (state and URL); this panel shows it and asks for moves
  * through onMove(row, col, depth) and for closing through onClose().
  */
 
 import { getNeuron } from "./api.js";
-import { MINUS, float32Text, plain, rankChannels, signClass, signed, stepPosition, weightCountText } from "./arithmetic.js";
+import {
+  MINUS,
+  convNote,
+  describeNeuron,
+  float32Text,
+  inputChannel,
+  kernelOf,
+  plain,
+  rankChannels,
+  signClass,
+  signed,
+  stepPosition,
+  weightCountText,
+} from "./arithmetic.js";
 import { $, el, fitCanvas, shapeText } from "./dom.js";
 import { colorScale, drawPixelated, sliceCanvas } from "./volume.js";
 
@@ -306,7 +320,7 @@ export class NeuronPanel {
       here.push(picture);
     }
     this.result.replaceChildren(...here, this.where, el("span", "nc-name", "="), value, check);
-    const draw = { conv: this.conv, relu: this.relu, pool: this.pool, fc: this.fc, softmax: this.softmax }[body.kind];
+    const draw = { conv: this.conv, conv2d: this.conv, relu: this.relu, pool: this.pool, fc: this.fc, softmax: this.softmax }[body.kind] ?? this.described;
     this.content.replaceChildren(...draw.call(this, body));
     this.weightsLine.replaceChildren(...this.weightCount(body));
   }
@@ -321,10 +335,9 @@ export class NeuronPanel {
           `${body.input.name}, as every fully connected neuron does.`,
       ];
     }
-    const k = body.window.length;
     const [oh, ow] = this.view.layer.shape;
     return [
-      el("strong", "", `${weightCountText([k, k, c])} weights`),
+      el("strong", "", `${weightCountText(kernelOf(body))} weights`),
       ` (with its bias) for this neuron; a fully connected neuron on the same ${shapeText([h, w, c])} input ` +
         `would need ${weightCountText([h, w, c])}, ${Math.round(full / neuron)}× as many. ` +
         `And all ${(oh * ow).toLocaleString("en")} neurons of this depth slice share these same weights.`,
@@ -335,18 +348,19 @@ export class NeuronPanel {
     const { volume, name } = this.previous();
     const c = body.channel_sums.length;
     const names = body.layer === 0 ? INPUT_CHANNEL_NAMES[c] : null;
-    const channelName = (ch) => (names ? `${names[ch]} channel` : `${name} depth ${ch}`);
+    const channelName = (k) => (names ? `${names[inputChannel(body, k)]} channel` : `${name} depth ${inputChannel(body, k)}`);
     const keep = Math.min(c, CHANNELS_SHOWN + this.extraChannels);
     const { top, rest, order } = rankChannels(body.channel_sums, keep);
-    const k = body.window.length;
+    const [kh, kw] = kernelOf(body);
+    const k = kh === kw ? `${kh}×${kh}` : `${kh}×${kw}`;
 
     const intro = row(
       c === 1
-        ? `Filter ${body.position[2]} (${k}×${k}×1) lies over a ${k}×${k} window of ${name}: multiply each ` +
-            "number by the weight over it, add up the products, then add the bias."
-        : `Filter ${body.position[2]} (${k}×${k}×${c}) lies over a ${k}×${k} window of ${name} on every one of ` +
+        ? `Filter ${body.position[2]} (${k}×1) lies over a ${k} window of ${name}: multiply each ` +
+            `number by the weight over it, add up the products, then add the bias. ${convNote(body)}`
+        : `Filter ${body.position[2]} (${k}×${c}) lies over a ${k} window of ${name} on every one of ` +
             `its ${c} input channels: multiply each number by the weight over it, add up the products of each ` +
-            `channel, then add the ${c} partial sums and the bias.`,
+            `channel, then add the ${c} partial sums and the bias. ${convNote(body)}`,
     );
     intro.classList.add("hint");
 
@@ -364,7 +378,7 @@ export class NeuronPanel {
       );
       const parts = el("div", "nc-channel-parts");
       parts.append(
-        sliceWithWindow(volume, channel, { rows: body.input.rows, cols: body.input.cols }),
+        sliceWithWindow(volume, inputChannel(body, channel), { rows: body.input.rows, cols: body.input.cols }),
         grid(window, { sign: false, caption: "input" }),
         el("span", "nc-op", "×"),
         grid(weights, { caption: "weights" }),
@@ -405,7 +419,7 @@ export class NeuronPanel {
     total.id = "neuron-total";
     for (const { channel, sum } of top) {
       const chip = el("span", "nc-chip");
-      chip.append(el("small", "", names ? names[channel] : `ch ${channel}`), num(sum));
+      chip.append(el("small", "", names ? names[inputChannel(body, channel)] : `ch ${inputChannel(body, channel)}`), num(sum));
       total.append(chip, el("span", "nc-op", "+"));
     }
     if (rest.count) {
@@ -597,6 +611,37 @@ export class NeuronPanel {
       ctx.strokeRect(x - 1, y - 1, cell + 2, cell + 2);
     }
     return figure;
+  }
+
+  /** A kind arithmetic.js describes as plain data: its formula, the input slice with the
+   * window or cell outlined, the window's numbers, a small table and notes. */
+  described(body) {
+    const { volume, name } = this.previous();
+    const shown = describeNeuron(body, { inputName: name, classes: this.view.run.classes || [] });
+    if (!shown) return [row(`No drawing for a ${body.kind} layer yet: its number is ${body.value}.`)];
+    const tokens = (list) => list.map((t) => (typeof t === "string" ? t : num(t.v, t)));
+    const formula = el("p", "nc-formula");
+    formula.append(...tokens(shown.formula));
+    const pictures = el("div", "nc-pictures");
+    if (shown.slice) pictures.append(sliceWithWindow(volume, shown.slice.depth, shown.slice));
+    if (shown.grid) pictures.append(grid(shown.grid.values, shown.grid));
+    pictures.querySelector(".nc-grid")?.classList.add("nc-grid-big");
+    const pieces = [formula, pictures];
+    if (shown.table) {
+      const table = el("table", "nc-table");
+      table.id = "neuron-table";
+      const head = table.createTHead().insertRow();
+      for (const text of shown.table.head) head.append(el("th", "", text));
+      const tbody = table.createTBody();
+      shown.table.rows.forEach((cells, i) => {
+        const tr = tbody.insertRow();
+        if (i === shown.table.chosen) tr.className = "nc-chosen";
+        for (const cell of cells) tr.insertCell().append(...tokens([cell]));
+      });
+      pieces.push(scrolling(table));
+    }
+    for (const note of shown.notes) pieces.push(Object.assign(row(...tokens(note)), { className: "nc-line hint" }));
+    return pieces;
   }
 
   softmax(body) {

@@ -4,6 +4,7 @@ layers fetched again, exactly as the same network computes them through the Pyth
 import base64
 import io
 import json
+import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -30,12 +31,23 @@ def general_graph() -> Graph:
     return graph.op("Flatten").gemm(4).op("LogSoftmax", axis=1)
 
 
+def squashing_graph() -> Graph:
+    """The other general kinds: sigmoid, an average pool counting its padding, tanh, and
+    the flatten a softmax over a volume needs."""
+    graph = Graph((1, 3, 10, 10), seed=12)
+    graph.conv(4, 3, pads=1).op("Sigmoid")
+    pool = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}
+    graph.op("AveragePool", count_include_pad=1, **pool).op("Tanh")
+    return graph.op("Flatten").op("Softmax", axis=1)
+
+
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     models_dir = tmp_path / "models"
     for name, graph, extra in (
         ("general", general_graph(), ["--classes", "w,x,y,z", "--mean", *["120"] * 3]),
         ("grey", small_classifier(seed=2, channels=1, side=12), []),
+        ("squash", squashing_graph(), []),
     ):
         source = tmp_path / f"{name}.onnx"
         source.write_bytes(graph.bytes())
@@ -53,7 +65,7 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
 
 async def test_imported_models_are_listed_beside_the_shipped_ones(client):
     models = {m["id"]: m for m in (await client.get("/api/models")).json()["models"]}
-    assert list(models) == ["cifar10", "mnist", "cs231n", "general", "grey"]
+    assert list(models) == ["cifar10", "mnist", "cs231n", "general", "grey", "squash"]
     general = models["general"]
     assert general["trained"] is True and general["test_accuracy"] is None
     assert general["input"] == [20, 20, 3] and general["classes"] == ["w", "x", "y", "z"]
@@ -115,3 +127,100 @@ async def test_a_grey_import_reads_uploads_as_digits(client):
     lines = [json.loads(line) for line in response.text.splitlines()]
     assert lines[0]["input"]["shape"] == [12, 12, 1] and lines[-1]["type"] == "scores"
     assert sum(lines[-1]["probabilities"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def expected_parts(layer, before: np.ndarray, body: dict) -> None:
+    """The route's parts against the stored input volume and the model's weights, by loops
+    and formulas written here."""
+    row, col, depth = body["position"]
+    h, w, _ = before.shape
+    p, kind = layer.params, body["kind"]
+    value = body["recomputed"]
+
+    def at(r, c, ch, fill):
+        return float(before[r, c, ch]) if 0 <= r < h and 0 <= c < w else fill
+
+    if kind == "conv2d":
+        (r0, _), (c0, _) = body["input"]["rows"], body["input"]["cols"]
+        (dh, dw), weight = body["dilation"], p["weight"][depth]
+        total = float(p["bias"][depth])
+        for k, ch in enumerate(body["input_channels"]):
+            for i, j in np.ndindex(*weight.shape[1:]):
+                x = at(r0 + i * dh, c0 + j * dw, ch, 0.0)
+                assert body["window"][i][j][k] == x
+                total += x * float(weight[k, i, j])
+        assert value == pytest.approx(total, rel=1e-9, abs=1e-9)
+        assert body["weight_count"]["neuron"] == weight.size + 1
+    elif kind in ("maxpool", "avgpool"):
+        (r0, _), (c0, _) = body["input"]["rows"], body["input"]["cols"]
+        fill = None if kind == "maxpool" else 0.0
+        window = [
+            [at(r0 + i, c0 + j, depth, fill) for j in range(len(body["window"][0]))]
+            for i in range(len(body["window"]))
+        ]
+        assert body["window"] == window
+        numbers = [v for line in window for v in line if v is not None]
+        if kind == "maxpool":
+            assert value == max(numbers)
+        else:
+            assert body["count"] == sum(map(sum, body["counted"]))
+            assert value == pytest.approx(sum(numbers) / body["count"], rel=1e-9, abs=1e-9)
+    elif kind == "gap":
+        assert value == pytest.approx(float(before[:, :, depth].astype(float).mean()), rel=1e-9)
+    elif kind == "batchnorm":
+        x = float(before[row, col, depth])
+        std = math.sqrt(float(p["running_var"][depth]) + layer.eps)
+        normal = (x - float(p["running_mean"][depth])) / std
+        expected = float(p["weight"][depth]) * normal + float(p["bias"][depth])
+        assert value == pytest.approx(expected, rel=1e-9, abs=1e-9)
+    elif kind in ("leakyrelu", "sigmoid", "tanh", "relu"):
+        x = float(before[row, col, depth])
+        assert body["input_value"] == x
+        formula = {
+            "leakyrelu": lambda: x if x > 0 else body["alpha"] * x,
+            "sigmoid": lambda: 1 / (1 + math.exp(-x)),
+            "tanh": lambda: math.tanh(x),
+            "relu": lambda: max(x, 0.0),
+        }[kind]
+        assert value == pytest.approx(formula(), rel=1e-12, abs=1e-12)
+    elif kind == "flatten":
+        r, c, d = body["source"]
+        assert d * h * w + r * w + c == depth and value == float(before[r, c, d])
+    elif kind == "logsoftmax":
+        logits = before[0, 0].astype(float)
+        expected = logits[depth] - math.log(sum(math.exp(v) for v in logits))
+        assert body["logits"] == logits.tolist() and value == pytest.approx(expected, abs=1e-9)
+
+
+async def test_every_kind_of_an_imported_model_explains_its_neurons(client):
+    """Corners and middles of every layer of both general models: the stored number, parts
+    that add up to it within float32 rounding, and parts that are the stored input's."""
+    seen = set()
+    for model_id in ("general", "squash"):
+        files = {"image": ("p.png", encode(photo(40, 30), "PNG"), "image/png")}
+        response = await client.post(f"/api/models/{model_id}/forward", files=files)
+        run = json.loads(response.text.splitlines()[0])
+        net = model.load(client.models_dir / f"{model_id}.json")
+        pixels = np.frombuffer(base64.b64decode(run["input"]["data"]), np.uint8)
+        before = net.preprocess(pixels.reshape(1, *net.input_shape))[0]
+        for index, layer in enumerate(net.layers):
+            url = f"/api/runs/{run['id']}/layers/{index}"
+            volume = np.load(io.BytesIO((await client.get(f"{url}.npy")).content))
+            h, w, d = volume.shape
+            for position in ((0, 0, 0), (h - 1, w - 1, d - 1), (h // 2, w // 2, d // 2)):
+                answer = await client.get(f"{url}/neurons/{'/'.join(map(str, position))}")
+                assert answer.status_code == 200, answer.text
+                body = answer.json()
+                assert body["kind"] == layer.kind and body["value"] == float(volume[position])
+                assert body["agrees"] is True and body["input"]["layer"] == index - 1
+                expected_parts(layer, before, body)
+                seen.add(layer.kind)
+                if layer.kind == "maxpool" and None in sum(body["window"], []):
+                    seen.add("maxpool past the edge")
+            outside = await client.get(f"{url}/neurons/{h}/0/0")
+            assert outside.status_code == 404 and f"rows 0 to {h - 1}" in outside.json()["detail"]
+            before = volume
+    assert seen >= {
+        "conv2d", "batchnorm", "leakyrelu", "maxpool", "gap", "logsoftmax",
+        "sigmoid", "avgpool", "tanh", "flatten", "maxpool past the edge",
+    }  # fmt: skip

@@ -271,9 +271,15 @@ async def test_the_route_is_documented_for_every_kind(client: httpx.AsyncClient)
     answer = route["get"]["responses"]
     assert {"200", "404", "422"} <= set(answer)
     kinds = answer["200"]["content"]["application/json"]["schema"]["discriminator"]["mapping"]
-    assert set(kinds) == {"conv", "relu", "pool", "fc", "softmax"}
-    conv = schema["components"]["schemas"]["ConvNeuron"]["properties"]
+    assert set(kinds) == set(arithmetic.EXPLAIN)  # every kind broken down is documented
+    assert {"conv", "relu", "pool", "fc", "softmax", "conv2d", "batchnorm"} <= set(kinds)
+    models = schema["components"]["schemas"]
+    conv = models["ConvNeuron"]["properties"]
     assert {"window", "weights", "bias", "channel_sums", "value", "input"} <= set(conv)
+    assert {"input_channels", "dilation", "channel_sums"} <= set(
+        models["Conv2dNeuron"]["properties"]
+    )
+    assert "logsumexp" in models["LogsoftmaxNeuron"]["properties"]["logsumexp"]["description"]
 
 
 async def test_a_layer_kind_without_a_breakdown_is_refused_with_a_sentence(

@@ -5,7 +5,9 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
@@ -72,3 +74,49 @@ def test_an_imported_model_is_shown_like_a_shipped_one(viewer: Viewer, tmp_path:
     if os.environ.get("CONVSCOPE_SCREENSHOTS"):
         for shot in tmp_path.glob("imported-*.png"):
             (Path(os.environ["CONVSCOPE_SCREENSHOTS"]) / shot.name).write_bytes(shot.read_bytes())
+
+
+@pytest.mark.parametrize(
+    "layer, kind, slice_, neuron, shows",
+    [
+        # the depthwise conv: drawn as a conv, one channel, the one it reads named
+        (3, "conv2d", 5, "0,0", "it is depthwise: it reads input channel 5 only, of 8"),
+        (1, "batchnorm", 2, "6,9", "running mean"),
+        # the ceil-mode max pool's last window hangs past the input: minus infinity there
+        (5, "maxpool", 1, "11,11", "lie in the padding, which counts as"),
+    ],
+)
+def test_an_imported_kinds_arithmetic_is_shown_from_the_url(
+    viewer: Viewer, tmp_path: Path, layer: int, kind: str, slice_: int, neuron: str, shows: str
+) -> None:
+    page = viewer.page
+    viewer.open("?model=mine")
+    page.locator("#tab-samples").click()
+    page.locator("#sample-gallery .sample").first.click()  # borrowed from cifar10
+    viewer.wait_for_run("mine")
+    # The neuron comes back from the URL, with the sample that made the run.
+    query = {**viewer.query(), "layer": layer, "slice": slice_, "neuron": neuron}
+    page.goto(f"{viewer.base_url}/?{urlencode(query)}", timeout=TIMEOUT_MS)
+    run_id = viewer.wait_for_run("mine")
+    panel = page.locator("#neuron-panel")
+    expect(panel).to_have_attribute("data-state", "ready")
+    expect(panel).to_have_attribute("data-kind", kind)
+    row, col = (int(v) for v in neuron.split(","))
+    url = f"{viewer.base_url}/api/runs/{run_id}/layers/{layer}.json"
+    exact = httpx.get(url, timeout=30).json()["values"][row][col][slice_]
+    assert float(panel.get_attribute("data-value")) == exact
+    expect(page.locator("#neuron-result")).to_contain_text("add up to this very number")
+    expect(page.locator("#neuron-content")).to_contain_text(shows)
+    if kind == "conv2d":
+        expect(page.locator("#neuron-content .nc-channel")).to_have_count(1)
+        expect(page.locator("#neuron-weights")).to_contain_text("3×3×1 + 1 = 10 weights")
+    if kind == "maxpool":
+        expect(page.locator("#neuron-content .nc-grid")).to_contain_text("\u2212\u221e")
+    page.locator("#neuron-next").click()
+    expect(panel).to_have_attribute("data-col", str(col + 1) if col < 11 else "0")
+    expect(panel).to_have_attribute("data-state", "ready")
+    panel.scroll_into_view_if_needed()
+    shot = tmp_path / f"imported-neuron-{kind}.png"
+    page.screenshot(path=str(shot), timeout=TIMEOUT_MS)
+    if os.environ.get("CONVSCOPE_SCREENSHOTS"):
+        (Path(os.environ["CONVSCOPE_SCREENSHOTS"]) / shot.name).write_bytes(shot.read_bytes())

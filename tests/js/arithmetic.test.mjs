@@ -4,7 +4,11 @@ import { test } from "node:test";
 
 import {
   MINUS,
+  convNote,
+  describeNeuron,
   float32Text,
+  inputChannel,
+  kernelOf,
   followPosition,
   neuronParam,
   parseNeuron,
@@ -77,4 +81,90 @@ test("float32 numbers print in the fewest digits that name them", () => {
 test("weight counts are spelled out", () => {
   assert.equal(weightCountText([3, 3, 64]), "3×3×64 + 1 = 577");
   assert.equal(weightCountText([16, 16, 64]), "16×16×64 + 1 = 16,385");
+});
+
+// --- an imported model's kinds --------------------------------------------------------------
+
+const base = (kind, extra) => ({
+  kind,
+  position: [1, 2, 3],
+  input: { layer: 0, name: "conv1", shape: [4, 5, 6], rows: [-1, 2], cols: [0, 3] },
+  ...extra,
+});
+const numbers = (tokens) => tokens.filter((t) => typeof t !== "string").map((t) => t.v);
+
+test("a conv2d neuron is a conv with its kernel, channels read and what it does beyond", () => {
+  const window = [[[1], [2]], [[3], [4]], [[5], [6]]]; // 3x2, one channel
+  const depthwise = base("conv2d", { window, input_channels: [5], dilation: [2, 2], stride: [1, 2] });
+  assert.deepEqual(kernelOf(depthwise), [3, 2, 1]);
+  assert.equal(inputChannel(depthwise, 0), 5);
+  assert.equal(inputChannel({ kind: "conv" }, 4), 4);
+  const note = convNote(depthwise);
+  assert.match(note, /every 2 numbers apart \(dilation\)/);
+  assert.match(note, /1×2 steps further \(stride\)/);
+  assert.match(note, /depthwise: it reads input channel 5 only, of 6/);
+  const plainConv = base("conv2d", { window, input_channels: [0], dilation: [1, 1], stride: [1, 1] });
+  plainConv.input.shape = [4, 5, 1];
+  assert.equal(convNote(plainConv), "");
+  assert.equal(convNote({ kind: "conv" }), "");
+});
+
+test("a max pool marks its maximum and shows the padding as minus infinity", () => {
+  const body = base("maxpool", { window: [[null, null], [0.5, 2]], argmax: [1, 1], value: 2, recomputed: 2 });
+  const shown = describeNeuron(body, { inputName: "conv1" });
+  assert.deepEqual(shown.grid.values, [[-Infinity, -Infinity], [0.5, 2]]);
+  assert.deepEqual(shown.grid.mark, [1, 1]);
+  assert.deepEqual(shown.slice, { depth: 3, rows: [-1, 2], cols: [0, 3] });
+  assert.match(shown.notes[0][0], /row 0, col 1 of conv1/);
+  assert.match(shown.notes[1][0], /2 places of the window lie in the padding/);
+  assert.equal(signed(-Infinity), `${MINUS}∞`);
+});
+
+test("an average pool says its divisor and why it is not the window's size", () => {
+  const window = [[0, 0, 0], [0, 1, 2], [0, 3, 4]];
+  const counted = [[false, false, false], [false, true, true], [false, true, true]];
+  const body = base("avgpool", { window, counted, count: 4, sum: 10, count_include_pad: false, recomputed: 2.5 });
+  const shown = describeNeuron(body);
+  assert.deepEqual(numbers(shown.formula), [10, 2.5]);
+  assert.ok(shown.formula.includes(" ÷ 4 = "));
+  assert.match(shown.notes[0][0], /divisor is 4, not 9: 5 places .* only the input's own numbers count/);
+  const all = describeNeuron({ ...body, count: 9, count_include_pad: true, recomputed: 10 / 9 });
+  assert.match(all.notes[0][0], /all 9 places .*padding, as 0, counts too/);
+  const gap = describeNeuron(base("gap", { window: Array(20).fill(Array(20).fill(1)), count: 400, sum: 400, recomputed: 1 }));
+  assert.equal(gap.grid, null); // 20x20 numbers are a picture, not a table
+  assert.match(gap.formula[0], /all 400 numbers/);
+});
+
+test("batchnorm, the squashing kinds and flatten put their numbers in the formula", () => {
+  const bn = describeNeuron(
+    base("batchnorm", { input_value: 1.5, mean: 0.5, var: 3, eps: 1, std: 2, normalized: 0.5, gamma: 2, beta: -1, recomputed: 0 }),
+  );
+  assert.deepEqual(numbers(bn.formula), [2, 1.5, 0.5, 2, -1, 0]);
+  assert.deepEqual(bn.slice, { depth: 3, cells: [[1, 2]] });
+  assert.equal(bn.table.rows.length, 8);
+  const leaky = describeNeuron(base("leakyrelu", { input_value: -2, alpha: 0.1, recomputed: -0.2 }));
+  assert.ok(leaky.formula.some((t) => typeof t === "string" && t.includes("0.1 ×")));
+  const sig = describeNeuron(base("sigmoid", { input_value: 0, recomputed: 0.5 }));
+  assert.deepEqual(numbers(sig.formula), [1, 0.5]); // e^0 = 1
+  const tanh = describeNeuron(base("tanh", { input_value: Math.log(2), recomputed: 0.6 }));
+  assert.deepEqual(numbers(tanh.formula).map((v) => Math.round(v * 1e9) / 1e9), [0.693147181, 2, 0.5, 2, 0.5, 0.6]);
+  const flat = describeNeuron(base("flatten", { position: [0, 0, 47], source: [1, 2, 2], recomputed: 7 }), { inputName: "pool1" });
+  assert.deepEqual(flat.slice, { depth: 2, cells: [[1, 2]] });
+  assert.match(flat.notes[0][0], /place 47 = 2 × 4×5 \+ 1 × 5 \+ 2/);
+  assert.equal(describeNeuron(base("conv", {})), null);
+});
+
+test("log-softmax lists every class with its log-probability and probability", () => {
+  const logits = [1, 2, 3];
+  const max = 3;
+  const exps = logits.map((v) => Math.exp(v - max));
+  const sum = exps.reduce((a, b) => a + b);
+  const logsumexp = max + Math.log(sum);
+  const body = base("logsoftmax", { position: [0, 0, 1], logits, max, exps, sum, logsumexp, recomputed: 2 - logsumexp });
+  const shown = describeNeuron(body, { classes: ["cat", "dog", "bird"] });
+  assert.equal(shown.table.chosen, 1);
+  assert.deepEqual(shown.table.rows.map((r) => r[0]), ["cat", "dog", "bird"]);
+  const percents = shown.table.rows.map((r) => Number(r[5].replace("%", "")));
+  assert.ok(Math.abs(percents.reduce((a, b) => a + b) - 100) < 0.2);
+  assert.equal(shown.table.rows[2][2].v, 0); // the largest logit less the max
 });
