@@ -5,7 +5,9 @@ is held whole (and its partial value is copied each time more arrives). This pro
 counts the bytes of a request's head as they arrive and the headers as they are parsed;
 past `CONVSCOPE_MAX_HEADER_BYTES` or MAX_HEADERS it answers 431 with the app's JSON
 sentence and closes the connection, so a connection holds at most the limit plus one
-read. It keeps httptools' speed (h11, which bounds heads itself, is several times slower
+read. Only the head's own bytes count: a chunk that holds the end of the head and the
+start of the body (an upload arriving all at once on a busy server) counts up to the blank
+line that ends the head. It keeps httptools' speed (h11, which bounds heads itself, is several times slower
 per request: BENCHMARKS.md). `convscope serve --http httptools` (the default) uses it.
 """
 
@@ -28,6 +30,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._in_head = True
         self._header_count = 0
+        self._tail = b""  # the last 3 bytes of head seen: its blank line may straddle chunks
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -41,14 +44,23 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_bytes = 0
+        self._tail = b""
         if self._header_count > MAX_HEADERS:
             self._refuse()  # before the app sees the request
             return
         super().on_headers_complete()
 
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True  # what arrives next is the next request's head
+        self._tail = b""
+
     def data_received(self, data: bytes) -> None:
         if self._in_head:
-            self._head_bytes += len(data)
+            seen = self._tail + data
+            end = seen.find(b"\r\n\r\n")
+            self._head_bytes += len(data) if end < 0 else max(0, end + 4 - len(self._tail))
+            self._tail = seen[-3:]
         if self._header_count > MAX_HEADERS or (
             self._in_head and self._head_bytes > self.max_head_bytes
         ):

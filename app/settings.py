@@ -134,6 +134,7 @@ class Settings(BaseSettings):
     @classmethod
     def _split_hosts(cls, value: object) -> object:
         return cls._split_commas(value)
+
     worker_pid_header: bool = Field(
         False, description="Diagnostics: name the answering worker process in X-Worker-PID."
     )
