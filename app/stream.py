@@ -124,7 +124,7 @@ class Gzip:
     headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
 
     def __init__(self) -> None:
-        self._gzip = zlib.compressobj(1, zlib.DEFLATED, 16 + 15, 8, zlib.Z_RLE)
+        self._gzip = zlib.compressobj(1, zlib.DEFLATED, 16 + 15, 6, zlib.Z_RLE)
 
     def __call__(self, chunk: bytes) -> bytes:
         return self._gzip.compress(chunk) + self._gzip.flush(zlib.Z_SYNC_FLUSH)
