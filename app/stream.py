@@ -43,6 +43,7 @@ ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _CHARS = np.frombuffer(ALPHABET, np.uint8)
 _VALUES = np.full(256, 255, np.uint8)
 _VALUES[_CHARS] = np.arange(64, dtype=np.uint8)
+_TOP = _CHARS[np.arange(256) >> 2]  # byte -> the character of its top six bits
 
 
 def dumps(message: dict[str, Any]) -> bytes:
@@ -63,10 +64,12 @@ def split(q: np.ndarray) -> bytes:
     """uint8 numbers -> the "uint8-split" text (module docstring): top six bits, then low two."""
     q = np.ascontiguousarray(q).reshape(-1)
     low = np.zeros(-(-q.size // 3) * 3, np.uint8)
-    low[: q.size] = q & 3
+    np.bitwise_and(q, 3, out=low[: q.size])
     groups = low.reshape(-1, 3)
-    packed = (groups[:, 0] << 4) | (groups[:, 1] << 2) | groups[:, 2]
-    return _CHARS[q >> 2].tobytes() + _CHARS[packed].tobytes()
+    packed = groups[:, 0] << 4
+    packed |= groups[:, 1] << 2
+    packed |= groups[:, 2]
+    return _TOP.take(q).tobytes() + _CHARS.take(packed).tobytes()
 
 
 def unsplit(text: str | bytes, count: int) -> np.ndarray:
