@@ -103,8 +103,9 @@ class ForwardGate:
 
     async def stream(self, produce: Callable[[Emit], None]) -> AsyncIterator[bytes]:
         """Run produce(emit) on a compute thread and yield each chunk it emits, as soon as it
-        is emitted. The producer never waits for the reader (one thread hop per run, not
-        per chunk); if the reader stops, the producer's next emit stops it too."""
+        is emitted (chunks already waiting are joined into one). The producer never waits
+        for the reader (one thread hop per run, not per chunk); if the reader stops, the
+        producer's next emit stops it too."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         stopped = threading.Event()
@@ -132,10 +133,23 @@ class ForwardGate:
 
         loop.run_in_executor(self.executor, work)
         try:
-            while (item := await queue.get()) is not _DONE:
-                if isinstance(item, Exception):
-                    raise item
-                yield item
+            while True:
+                # Chunks emitted while the reader was away go out together, in one write:
+                # none waits for a later one, and a busy loop writes less often.
+                items = [await queue.get()]
+                while not queue.empty():
+                    items.append(queue.get_nowait())
+                chunks = []
+                for item in items:
+                    if item is _DONE or isinstance(item, Exception):
+                        break
+                    chunks.append(item)
+                if chunks:
+                    yield chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                if len(chunks) < len(items):
+                    if isinstance(items[len(chunks)], Exception):
+                        raise items[len(chunks)]
+                    return
         finally:
             stopped.set()
 

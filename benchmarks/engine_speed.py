@@ -6,6 +6,14 @@ Prints, for the cifar10 architecture (docs/architecture.md) with the same weight
 - peak memory of a NumPy training step.
 
     python benchmarks/engine_speed.py [--repeats 20] [--threads 2] [--unmap-buffers]
+                                      [--no-child]
+
+First it says which BLAS kernels the two engines run (threadpoolctl: NumPy's OpenBLAS and
+its kernel, "architecture"; PyTorch's MKL and its CPU capability), whether the CPU has
+AVX-512 and whether OPENBLAS_CORETYPE is set: that variable forces OpenBLAS onto an older
+kernel (Haswell: AVX2) on a machine with AVX-512. When it is set, the whole measurement is
+repeated in a child process of its own with the variable unset (the kernel is chosen when
+OpenBLAS loads, so only a new process can change it); --no-child skips that.
 
 Like `convscope train`, it lets malloc keep freed buffers (model/training/malloc.py), for both
 engines alike; --unmap-buffers leaves glibc's defaults, to measure what that is worth.
@@ -16,12 +24,16 @@ Needs `pip install torch==2.13.0` (the yardstick only; ConvScope never imports i
 from __future__ import annotations
 
 import argparse
+import os
 import resource
+import subprocess
+import sys
 import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import model
 from model.interop import to_torch, torch_source
@@ -38,6 +50,42 @@ def torch_sequential(net: model.Network):
     seq = eval(torch_source(net), {"nn": nn})
     seq.load_state_dict({k: torch.from_numpy(v) for k, v in to_torch(net).items()})
     return seq
+
+
+CORETYPE = "OPENBLAS_CORETYPE"
+
+
+def cpu_has_avx512() -> bool:
+    try:
+        return " avx512f" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def kernels() -> list[str]:
+    """Which BLAS (and kernel) each engine loaded, as threadpoolctl and PyTorch say."""
+    import torch
+
+    lines = [
+        f"CPU: AVX-512 {'yes' if cpu_has_avx512() else 'no'}; {CORETYPE} {os.environ[CORETYPE]!r}"
+        if CORETYPE in os.environ
+        else f"CPU: AVX-512 {'yes' if cpu_has_avx512() else 'no'}; {CORETYPE} not set"
+    ]
+    for pool in threadpool_info():
+        if pool["user_api"] == "blas":
+            owner = "torch" if "torch" in pool["filepath"] else "numpy"
+            lines.append(
+                f"{owner} BLAS: {pool['internal_api']} {pool.get('version')}, kernel "
+                f"{pool.get('architecture', '?')}, {pool['num_threads']} threads "
+                f"({Path(pool['filepath']).name})"
+            )
+    config = torch.__config__.show()
+    blas = next((part.split("=")[1] for part in config.split(", ") if "BLAS_INFO=" in part), "?")
+    lines.append(
+        f"torch BLAS: {blas} (built in), CPU capability {torch.backends.cpu.get_cpu_capability()}"
+        f", oneDNN {'on' if torch.backends.mkldnn.is_available() else 'off'}"
+    )
+    return lines
 
 
 def side_by_side(numpy_fn, torch_fn, repeats: int, rounds: int = 3) -> tuple[float, float]:
@@ -64,11 +112,17 @@ def main() -> None:
     parser.add_argument(
         "--unmap-buffers", action="store_true", help="glibc's default malloc (as before)"
     )
+    parser.add_argument(
+        "--no-child", action="store_true", help=f"no second run with {CORETYPE} unset"
+    )
     args = parser.parse_args()
     if not args.unmap_buffers:
         keep_freed_buffers()
 
     import torch
+
+    for line in kernels():
+        print(line)
 
     torch.set_num_threads(args.threads)
     net = model.build("cifar10", seed=0)
@@ -157,6 +211,10 @@ def main() -> None:
         f"peak memory of one NumPy training step: {step_peak_mb:.0f} MB of arrays"
         f" (process peak RSS with both engines loaded: {rss_mb:.0f} MB)"
     )
+    if CORETYPE in os.environ and not args.no_child:
+        print(f"\n--- again in a child process with {CORETYPE} unset ---", flush=True)
+        env = {k: v for k, v in os.environ.items() if k != CORETYPE}
+        subprocess.run([sys.executable, __file__, *sys.argv[1:], "--no-child"], env=env, check=True)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,17 @@ folder) and prints, for full cifar10 runs:
 
     python benchmarks/server_speed.py [--runs 200] [--seconds 10] [--clients 8 32 64]
                                       [--places 64] [--workers 1]
+                                      [--accept-encoding "gzip, deflate, br, zstd"]
+                                      [--encoding uint8-split]
+
+By default the clients ask as the page does in Chromium (its Accept-Encoding, and
+`?encoding=uint8-split`); `--accept-encoding identity --encoding uint8` measures plain
+NDJSON. "bytes on the wire" counts the response body as it travelled (compressed).
+
+The yardstick: one bare forward of the same preprocessed image (Network.forward, one BLAS
+thread, as the server's compute threads run it), timed in this process as CPU time just
+before and after each concurrency level, so that the server's CPU per run is printed as a
+ratio to it ("x forward") under the same load on the machine.
 
 --places sets CONVSCOPE_MAX_CONCURRENT_FORWARDS for the server (runs taken on at once; 64
 by default); with fewer places than clients the rest are answered 503 at once, by design. The client
@@ -24,12 +35,14 @@ import resource
 import tempfile
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import httpx
 import numpy as np
 from local_server import free_port, start_server
 from PIL import Image
+from threadpoolctl import threadpool_limits
 
 REPO = Path(__file__).resolve().parent.parent
 SCORES = b'{"type":"scores"'
@@ -47,14 +60,16 @@ def photo(width: int = 320, height: int = 240) -> bytes:
 
 
 def one_run(client: httpx.Client, url: str, image: bytes) -> tuple[int, float, int]:
-    """(status, seconds until the last line, body bytes); status 0: the stream broke."""
+    """(status, seconds until the last line, body bytes as sent); status 0: the stream broke."""
     start = time.perf_counter()
     files = {"image": ("photo.jpg", image, "image/jpeg")}
     with client.stream("POST", url, files=files) as response:
         size, tail = 0, b""
-        for chunk in response.iter_bytes():
+        gzipped = response.headers.get("content-encoding") == "gzip"
+        inflate = zlib.decompressobj(16 + 15)
+        for chunk in response.iter_raw():
             size += len(chunk)
-            tail = (tail + chunk)[-4096:]
+            tail = (tail + (inflate.decompress(chunk) if gzipped else chunk))[-4096:]
         elapsed = time.perf_counter() - start
     if response.status_code != 200:
         return response.status_code, elapsed, size
@@ -80,17 +95,47 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-class CpuMeter:
-    """CPU milliseconds per run spent by the server and by this client process."""
+class Yardstick:
+    """CPU milliseconds of one bare forward of the benchmark's image, in this process."""
 
-    def __init__(self, server_pid: int):
+    def __init__(self, image: bytes):
+        from app import imaging
+        from app.registry import Registry
+
+        served = Registry.load(("cifar10",)).get("cifar10")
+        self.net = served.network
+        pixels = imaging.prepare(
+            image, self.net.input_shape, digits=False, max_pixels=imaging.MAX_PIXELS
+        )
+        self.x = self.net.preprocess(pixels[None])
+        self.measure(20)  # warm-up
+
+    def measure(self, runs: int = 100) -> float:
+        with threadpool_limits(1, user_api="blas"):
+            start = time.thread_time()
+            for _ in range(runs):
+                self.net.forward(self.x)
+            return (time.thread_time() - start) * 1000 / runs
+
+
+class CpuMeter:
+    """CPU milliseconds per run spent by the server and by this client process, and the
+    server's as a ratio to a bare forward measured before and after."""
+
+    def __init__(self, server_pid: int, yardstick: Yardstick):
         self.pid = server_pid
+        self.yardstick = yardstick
+        self.forward_before = yardstick.measure()
         self.server, self.client = cpu_seconds(server_pid), own_cpu_seconds()
 
     def report(self, runs: int) -> str:
         server = (cpu_seconds(self.pid) - self.server) * 1000 / max(runs, 1)
         client = (own_cpu_seconds() - self.client) * 1000 / max(runs, 1)
-        return f"CPU per run: server {server:.1f} ms, client {client:.1f} ms"
+        forward = (self.forward_before + self.yardstick.measure()) / 2
+        return (
+            f"CPU per run: server {server:.2f} ms, client {client:.1f} ms; one bare forward "
+            f"{forward:.2f} ms; server / forward {server / forward:.2f}x"
+        )
 
 
 def percentiles(seconds: list[float]) -> str:
@@ -100,11 +145,13 @@ def percentiles(seconds: list[float]) -> str:
     return f"p50 {np.percentile(ms, 50):6.1f} ms  p99 {np.percentile(ms, 99):6.1f} ms"
 
 
-def single_client(url: str, image: bytes, runs: int, server_pid: int) -> None:
-    with httpx.Client(timeout=30) as client:
+def single_client(
+    url: str, image: bytes, runs: int, server_pid: int, yardstick: Yardstick, headers: dict
+) -> None:
+    with httpx.Client(timeout=30, headers=headers) as client:
         for _ in range(10):  # warm-up: threads, BLAS, page cache
             one_run(client, url, image)
-        meter = CpuMeter(server_pid)
+        meter = CpuMeter(server_pid, yardstick)
         results = [one_run(client, url, image) for _ in range(runs)]
     times = [t for status, t, _ in results if status == 200]
     errors = sum(status != 200 for status, _, _ in results)
@@ -122,7 +169,13 @@ def single_client(url: str, image: bytes, runs: int, server_pid: int) -> None:
 
 
 def concurrent_clients(
-    url: str, image: bytes, clients: int, seconds: float, server_pid: int
+    url: str,
+    image: bytes,
+    clients: int,
+    seconds: float,
+    server_pid: int,
+    yardstick: Yardstick,
+    headers: dict,
 ) -> None:
     lock = threading.Lock()
     times: list[float] = []
@@ -131,7 +184,7 @@ def concurrent_clients(
     deadline = start + seconds
 
     def client_loop() -> None:
-        with httpx.Client(timeout=60) as client:
+        with httpx.Client(timeout=60, headers=headers) as client:
             while time.perf_counter() < deadline:
                 try:
                     status, elapsed, _ = one_run(client, url, image)
@@ -148,7 +201,7 @@ def concurrent_clients(
                 if status == 503:
                     time.sleep(0.05)  # a polite client would wait for Retry-After
 
-    meter = CpuMeter(server_pid)
+    meter = CpuMeter(server_pid, yardstick)
     threads = [threading.Thread(target=client_loop) for _ in range(clients)]
     for thread in threads:
         thread.start()
@@ -169,7 +222,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[8, 32, 64])
     parser.add_argument("--places", type=int, help="CONVSCOPE_MAX_CONCURRENT_FORWARDS")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
+    parser.add_argument("--accept-encoding", default="gzip, deflate, br, zstd")
+    parser.add_argument("--encoding", default="uint8-split", choices=["uint8", "uint8-split"])
     args = parser.parse_args()
+    headers = {"Accept-Encoding": args.accept_encoding}
+    yardstick = Yardstick(photo())
 
     image = photo()
     port = free_port()
@@ -179,14 +236,19 @@ def main() -> None:
             env["CONVSCOPE_MAX_CONCURRENT_FORWARDS"] = str(args.places)
         server = start_server(port, args.workers, env)
         try:
-            url = f"http://127.0.0.1:{port}/api/models/cifar10/forward"
+            url = f"http://127.0.0.1:{port}/api/models/cifar10/forward?encoding={args.encoding}"
             print(
                 f"cifar10, {len(image) / 1000:.1f} KB 320x240 JPEG, {os.cpu_count()} cores, "
-                f"{args.workers} worker(s), {args.places or 'default'} places"
+                f"{args.workers} worker(s), {args.places or 'default'} places, "
+                f"Accept-Encoding: {args.accept_encoding}, encoding={args.encoding}, "
+                f"load average {os.getloadavg()[0]:.1f}"
             )
-            single_client(url, image, args.runs, server.pid)
+            single_client(url, image, args.runs, server.pid, yardstick, headers)
             for clients in args.clients:
-                concurrent_clients(url, image, clients, args.seconds, server.pid)
+                concurrent_clients(
+                    url, image, clients, args.seconds, server.pid, yardstick, headers
+                )
+            print(f"load average at the end {os.getloadavg()[0]:.1f}")
         finally:
             server.terminate()
             server.wait(timeout=30)

@@ -8,9 +8,10 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from functools import partial
+from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
 from app import imaging, inference, stream
@@ -26,6 +27,13 @@ from app.store_check import refuse_if_unusable
 from app.upload import read_file_field
 
 router = APIRouter(prefix="/api/models", tags=["runs"])
+VolumeEncoding = Annotated[
+    Literal["uint8", "uint8-split"],
+    Query(
+        description="How each layer's bytes are written (app/stream.py): base64, or the "
+        "byte-aligned split that compresses to half (what the page asks for)."
+    ),
+]
 log = logging.getLogger(__name__)
 
 FIELD = "image"
@@ -84,9 +92,11 @@ async def forward(
     settings: SettingsDep,
     store: RunStoreDep,
     gate: ForwardGateDep,
+    encoding: VolumeEncoding = "uint8",
 ) -> StreamingResponse:
     """Upload an image (multipart field `image`) and receive every layer's volume as it is
     computed. The run can be fetched again from /api/runs/{id} once its scores line arrived.
+    With an Accept-Encoding that allows gzip, the lines come gzip'd, flushed line by line.
     """
     started = time.perf_counter()
     served = served_model(registry, model_id)
@@ -114,11 +124,12 @@ async def forward(
         place.release()
         raise
     record = new_record(served, pixels)
+    wire = stream.compressor(request.headers.get("accept-encoding"))
     return GatedStreamingResponse(
         place,
-        _run(served, pixels, record, store, gate, started, place),
+        _run(served, pixels, record, store, gate, started, place, encoding, wire),
         media_type=stream.MEDIA_TYPE,
-        headers={"X-Run-Id": record.id, "Cache-Control": "no-store"},
+        headers={"X-Run-Id": record.id, "Cache-Control": "no-store", **wire.headers},
     )
 
 
@@ -152,21 +163,28 @@ def _produce(
     record: RunRecord,
     store: RunStore,
     started: float,
+    encoding: str,
+    wire: stream.Gzip | stream.Plain,
     emit: Emit,
 ) -> None:
-    """Compute the layers, emitting each one's line as soon as it is ready; then save the
-    run and emit the scores. Runs on a compute thread."""
+    """Compute the layers, emitting each one's line (compressed for the wire) as soon as it
+    is ready; then save the run and emit the scores. Runs on a compute thread."""
     net = served.network
     volumes = []
     for layer, volume, numbers in inference.layers(net, pixels):
         inference.add_layer(record, layer, volume, numbers)
         volumes.append(volume)
         elapsed = (time.perf_counter() - started) * 1000
-        emit(stream.layer_line(len(volumes) - 1, layer.name, layer.kind, volume, elapsed, numbers))
+        index = len(volumes) - 1
+        emit(
+            wire(
+                stream.layer_line(index, layer.name, layer.kind, volume, elapsed, numbers, encoding)
+            )
+        )
     inference.add_scores(record, *inference.scores(net, volumes[-1]))
     # Saved before the last line, so a client holding the scores can fetch any layer.
     store.save(record.id, record.dump(), pixels, volumes)
-    emit(stream.scores_line(record, (time.perf_counter() - started) * 1000))
+    emit(wire(stream.scores_line(record, (time.perf_counter() - started) * 1000)) + wire.end())
 
 
 async def _run(
@@ -177,18 +195,21 @@ async def _run(
     gate: ForwardGate,
     started: float,
     place: Place,
+    encoding: str,
+    wire: stream.Gzip | stream.Plain,
 ) -> AsyncIterator[bytes]:
     """The NDJSON lines of one run. Holds a place at the gate until it ends, however it
-    ends (finished, failed, or the client went away)."""
+    ends (finished, failed, or the client went away). The compressor `wire` is used by one
+    thread at a time: here for the run line, then by the producer, then here again only
+    after the producer has stopped."""
     try:
-        yield stream.run_line(record, len(served.network.layers), pixels)
-        produce = partial(_produce, served, pixels, record, store, started)
-        async for line in gate.stream(produce):
-            yield line
+        yield wire(stream.run_line(record, len(served.network.layers), pixels))
+        produce = partial(_produce, served, pixels, record, store, started, encoding, wire)
+        async for chunk in gate.stream(produce):
+            yield chunk
     except Exception:
         log.exception("run %s on %s failed", record.id, served.id)
-        yield stream.error_line(
-            "The server could not finish this run; please upload the image again."
-        )
+        detail = "The server could not finish this run; please upload the image again."
+        yield wire(stream.error_line(detail)) + wire.end()
     finally:
         place.release()

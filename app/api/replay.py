@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import StreamingResponse
 
 from app import stream
+from app.api.forward import VolumeEncoding
 from app.errors import error
 from app.record import RunRecord
 from app.runs import RunNotFound, RunStoreDep, StoredRun
@@ -17,14 +18,13 @@ from app.runs import RunNotFound, RunStoreDep, StoredRun
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
 
-def _lines(run: StoredRun) -> Iterator[bytes]:
+def _lines(run: StoredRun, encoding: str) -> Iterator[bytes]:
     record = RunRecord.model_validate(run.meta)
     yield stream.run_line(record, run.layer_count, run.pixels())
     for layer in record.layers:
         volume = run.layer(layer.index)
-        yield stream.layer_line(
-            layer.index, layer.name, layer.kind, volume, 0.0, layer.stats.model_dump()
-        )
+        numbers = layer.stats.model_dump()
+        yield stream.layer_line(layer.index, layer.name, layer.kind, volume, 0.0, numbers, encoding)
     yield stream.scores_line(record, 0.0)
 
 
@@ -39,13 +39,17 @@ def _lines(run: StoredRun) -> Iterator[bytes]:
         404: error("No such run (or it expired)."),
     },
 )
-def replay_run(store: RunStoreDep, run_id: str) -> StreamingResponse:
-    """A stored run again, as the forward route's stream (run, each layer, scores)."""
+def replay_run(
+    store: RunStoreDep, run_id: str, request: Request, encoding: VolumeEncoding = "uint8"
+) -> StreamingResponse:
+    """A stored run again, as the forward route's stream (run, each layer, scores), gzip'd
+    line by line for a client that accepts gzip."""
+    wire = stream.compressor(request.headers.get("accept-encoding"))
     try:
         with store.open(run_id) as run:
-            lines = list(_lines(run))
+            lines = [wire(line) for line in _lines(run, encoding)] + [wire.end()]
     except RunNotFound:
         raise HTTPException(
             404, f"Run {run_id} is not here: it never existed or has expired."
         ) from None
-    return StreamingResponse(iter(lines), media_type=stream.MEDIA_TYPE)
+    return StreamingResponse(iter(lines), media_type=stream.MEDIA_TYPE, headers=wire.headers)

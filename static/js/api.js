@@ -90,14 +90,50 @@ export function parseNpy(buffer) {
 export const weightsPngUrl = (modelId, index) =>
   `/api/models/${encodeURIComponent(modelId)}/layers/${index}/weights.png`;
 
-/** Base64 to bytes (uint8 volumes and images in the stream). */
+/** Base64 to bytes (uint8 volumes and images in the stream); bytes that readLines has
+ * already decoded (a "uint8-split" layer) come back as they are. */
 export function decodeBase64(text) {
+  if (text instanceof Uint8Array) return text;
   if (Uint8Array.fromBase64) return Uint8Array.fromBase64(text);
   const binary = atob(text);
   const bytes = new Uint8Array(binary.length);
   for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
   return bytes;
 }
+
+const BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const SIX_BITS = new Uint8Array(128).fill(255);
+for (let i = 0; i < 64; i++) SIX_BITS[BASE64.charCodeAt(i)] = i;
+
+/** A "uint8-split" volume (app/stream.py) to its `count` bytes: one character per number
+ * with its top six bits, then one per three numbers with their low two bits. */
+export function decodeSplit(text, count) {
+  const groups = Math.ceil(count / 3);
+  if (text.length !== count + groups) {
+    throw new ApiError(`A layer came with ${text.length} characters where ${count + groups} were due.`);
+  }
+  const bytes = new Uint8Array(count);
+  for (let g = 0; g < groups; g++) {
+    const low = SIX_BITS[text.charCodeAt(count + g) & 127];
+    const i = 3 * g;
+    bytes[i] = (SIX_BITS[text.charCodeAt(i) & 127] << 2) | (low >> 4);
+    if (i + 1 < count) bytes[i + 1] = (SIX_BITS[text.charCodeAt(i + 1) & 127] << 2) | ((low >> 2) & 3);
+    if (i + 2 < count) bytes[i + 2] = (SIX_BITS[text.charCodeAt(i + 2) & 127] << 2) | (low & 3);
+  }
+  return bytes;
+}
+
+/** A stream line as the page uses it: a "uint8-split" layer's data becomes its bytes. */
+export function decodeLine(message) {
+  if (message.type === "layer" && message.encoding === "uint8-split") {
+    const [h, w, d] = message.shape;
+    return { ...message, encoding: "uint8", data: decodeSplit(message.data, h * w * d) };
+  }
+  return message;
+}
+
+/** What the page asks the stream routes for: the split volumes, which gzip to half. */
+const STREAM_QUERY = "?encoding=uint8-split";
 
 /**
  * POST an image to a model and call onMessage(object) for each NDJSON line as it arrives.
@@ -108,7 +144,7 @@ export async function forward(modelId, image, { signal, onMessage }) {
   body.append("image", image, image.name || "image.png");
   let response;
   try {
-    response = await fetch(`/api/models/${encodeURIComponent(modelId)}/forward`, {
+    response = await fetch(`/api/models/${encodeURIComponent(modelId)}/forward${STREAM_QUERY}`, {
       method: "POST",
       body,
       signal,
@@ -126,7 +162,7 @@ export async function forward(modelId, image, { signal, onMessage }) {
 export async function replay(runId, { signal, onMessage }) {
   let response;
   try {
-    response = await fetch(`/api/runs/${encodeURIComponent(runId)}/stream`, {
+    response = await fetch(`/api/runs/${encodeURIComponent(runId)}/stream${STREAM_QUERY}`, {
       signal,
       headers: { Accept: "application/x-ndjson" },
     });
@@ -147,7 +183,7 @@ async function readLines(response, onMessage) {
   let scanned = 0; // buffered[0:scanned] has no newline: a 4 MB line is not rescanned per chunk
   const emit = (line) => {
     if (!line.trim()) return;
-    const message = JSON.parse(line);
+    const message = decodeLine(JSON.parse(line));
     if (message.type === "error") throw new ApiError(message.detail || "The run failed.");
     onMessage(message);
   };
