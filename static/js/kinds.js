@@ -52,11 +52,14 @@ export function lesson(layer, before) {
         "A RELU layer keeps every positive number and turns every negative one into 0. " +
         "The shape stays the same; only the signed values change."
       );
-    case "pool":
+    case "pool": {
+      const window = size ? `${size}×${size} window` : "small window";
+      const keeps = ["avgpool", "gap"].includes(layer.kind) ? "the average" : "the largest number";
       return (
-        `A POOL layer shrinks each depth slice on its own, ${bh}×${bw} to ${h}×${w}, keeping the largest number of each small window. ` +
+        `A POOL layer shrinks each depth slice on its own, ${bh}×${bw} to ${h}×${w}, keeping ${keeps} of each ${window}. ` +
         "The depth stays the same: the pattern is still found, its exact place matters less."
       );
+    }
     case "fc":
       return (
         `An FC layer multiplies every one of the ${(bh * bw * bd).toLocaleString("en")} numbers before it by its own weight and adds them up, ` +
