@@ -23,8 +23,8 @@ from app.api import (
     session_pages,
     sessions,
 )
-from app.decode_pool import DecodePool
 from app.debug import WorkerPidHeader
+from app.decode_pool import DecodePool
 from app.gate import ForwardGate
 from app.http_guard import GuardMiddleware
 from app.mapcache import MapCache

@@ -374,8 +374,8 @@ async function startRun(file, info = {}) {
       showError(sentence, expired ? uploadAgain : null);
       if (expired) state.sample = null;
       document.body.dataset.runState = "error";
-      setStatus(currentRun() ? "The run before is still shown" : "Stopped: see the message");
-      $("run-progress").hidden = true;
+      updateProgress();
+      if (!currentRun()) setStatus("Stopped: see the message");
       return;
     }
     showError(sentence);

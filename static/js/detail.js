@@ -133,7 +133,7 @@ export class LayerDetail {
       el("span", "layer-summary", layer.summary || layer.kind.toUpperCase()),
     );
     $("layer-lesson").textContent = lesson(layer, before);
-    this.renderFacts(layer, streamed, input);
+    this.renderFacts(layer, streamed, input, Boolean(run?.replayOf));
     this.renderFilters(layer, before, modelId);
     $("detail-grid").hidden = !streamed;
     document.querySelector(".detail-controls").hidden = !streamed;
@@ -183,7 +183,7 @@ export class LayerDetail {
 
   /** `input` is the input volume's shape, to say when a neuron sees all of it. Facts a
    * projector can do without are marked "extra" (presenter mode hides them). */
-  renderFacts(layer, streamed, input) {
+  renderFacts(layer, streamed, input, replayed = false) {
     const EXTRA = new Set(["parameters", "std", "zeros", "ready after"]);
     const facts = [
       ["shape", shapeText(layer.shape)],
@@ -206,7 +206,8 @@ export class LayerDetail {
         const percent = 100 * s.zeros;
         facts.push(["zeros", `${percent.toFixed(percent > 0 && percent < 1 ? 2 : 0)}%`]);
       }
-      if (streamed.elapsed_ms !== undefined) facts.push(["ready after", `${streamed.elapsed_ms.toFixed(1)} ms`]);
+      // A stored run read again was computed earlier: its times are not this page's.
+      if (streamed.elapsed_ms !== undefined && !replayed) facts.push(["ready after", `${streamed.elapsed_ms.toFixed(1)} ms`]);
     }
     $("layer-facts").replaceChildren(
       ...facts.map(([term, value]) => {

@@ -7,6 +7,7 @@
  */
 
 import * as api from "./api.js";
+import { shrinkPhoto } from "./shrink.js";
 import { inputCanvas, inputVolume } from "./volume.js";
 
 /** "Uploading 40%", "Computing conv3… 4 / 17", "Scoring…", "17 layers in 312 ms". */
@@ -49,6 +50,8 @@ export class Run {
     this.replayOf = info.replay || null;
     this.fromSession = Boolean(info.fromSession);
     this.isDrawing = info.source === "drawing";
+    // A person's own picture may be a phone's 4 MB photo: it goes up shrunk (shrink.js).
+    this.shrinks = ["file", "drop", "paste", "camera"].includes(info.source);
     this.upload = null; // {sent, total} bytes while the image goes up
     this.id = null;
     this.scores = null;
@@ -98,7 +101,8 @@ export class Run {
   async stream(onMessage, onUpload) {
     const reading = { signal: this.controller.signal, onMessage };
     if (this.replayOf) return api.replay(this.replayOf, reading);
-    return api.forward(this.model, this.file, {
+    this.sent = this.shrinks ? await shrinkPhoto(this.file) : this.file;
+    return api.forward(this.model, this.sent, {
       ...reading,
       onUpload: (sent, total) => {
         this.upload = { sent, total };

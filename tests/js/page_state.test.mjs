@@ -109,3 +109,12 @@ test("layer kinds: families, the words that teach, before-and-after, bars", () =
   assert.ok(isClassVector({ shape: [1, 1, 10] }, new Array(10).fill("x")));
   assert.ok(!isClassVector({ shape: [1, 1, 12] }, new Array(10).fill("x")));
 });
+
+test("a large photo is shrunk to a 256 px shorter side, a small one not at all", async () => {
+  const { shrunkSize } = await import("../../static/js/shrink.js");
+  assert.deepEqual(shrunkSize(4032, 3024), { width: 341, height: 256 });
+  assert.deepEqual(shrunkSize(300, 451), { width: 256, height: 385 });
+  assert.equal(shrunkSize(256, 900), null);
+  assert.equal(shrunkSize(48, 40), null);
+  assert.equal(shrunkSize(0, 0), null);
+});
