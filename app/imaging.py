@@ -91,7 +91,7 @@ def open_image(data: bytes, max_pixels: int, max_aspect: float = MAX_ASPECT) -> 
         raise ImageError(413, f"The image has more than {max_pixels:,} pixels.") from None
     except Image.UnidentifiedImageError:
         raise ImageError(
-            415, f"The file is not an image this server reads ({FORMAT_NAMES})."
+            415, f"This file is {describe(data)}, not an image this server reads ({FORMAT_NAMES})."
         ) from None
     except Exception as error:  # Pillow raises many types on a malformed header
         raise ImageError(
@@ -99,6 +99,57 @@ def open_image(data: bytes, max_pixels: int, max_aspect: float = MAX_ASPECT) -> 
         ) from None
     _check_size(*image.size, max_pixels, max_aspect)
     return image
+
+
+# What a file that is not a readable image most often is, by its first bytes.
+SIGNATURES = (
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (or a Word, Excel or PowerPoint file)"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"Rar!", "a RAR archive"),
+    (b"7z\xbc\xaf", "a 7-Zip archive"),
+    (b"ID3", "an MP3 sound"),
+    (b"OggS", "an Ogg sound or video"),
+    (b"\x1aE\xdf\xa3", "a WebM or MKV video"),
+    (b"\x7fELF", "a program"),
+    (b"MZ", "a Windows program"),
+    (b"8BPS", "a Photoshop file"),
+)
+# ISO media files say what they are at bytes 4-12: "ftyp" and a brand.
+FTYP_BRANDS = {
+    b"heic": "a HEIC photo (an iPhone's; set the camera to Most Compatible, or send a screenshot)",
+    b"heix": "a HEIC photo",
+    b"mif1": "a HEIF photo",
+    b"avif": "an AVIF image",
+    b"qt  ": "a QuickTime video",
+}
+
+
+def describe(data: bytes) -> str:
+    """What bytes that are no image this server reads look like, for the 415 sentence:
+    "text", "a PDF document", "a web page (HTML)", "a HEIC photo (...)"; "an unknown kind
+    of file" when nothing matches."""
+    head = data[:512]
+    for signature, name in SIGNATURES:
+        if head.startswith(signature):
+            return name
+    if head[4:8] == b"ftyp":
+        return FTYP_BRANDS.get(head[8:12], "a video or a photo in an ISO media format")
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        # A multi-byte character cut at the end of the first 512 bytes is still text.
+        text = head[: error.start].decode("utf-8") if error.start > len(head) - 4 else None
+    if text is None or any(c < " " and c not in "\t\n\r\f" for c in text):
+        return "an unknown kind of file"
+    lower = text.lstrip("\ufeff \t\r\n").lower()
+    if lower.startswith(("<svg", "<?xml")) and "<svg" in lower:
+        return "an SVG drawing (a vector picture; export it as PNG)"
+    if lower.startswith(("<!doctype html", "<html")):
+        return "a web page (HTML)"
+    if lower.startswith(("{", "[")):
+        return "text (JSON)"
+    return "text"
 
 
 def _check_size(width: int, height: int, max_pixels: int, max_aspect: float) -> None:

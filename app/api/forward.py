@@ -98,7 +98,6 @@ async def forward(
     computed. The run can be fetched again from /api/runs/{id} once its scores line arrived.
     With an Accept-Encoding that allows gzip, the lines come gzip'd, flushed line by line.
     """
-    started = time.perf_counter()
     served = served_model(registry, model_id)
     refuse_if_unusable(store)
     # The body first, against the uploads' own budget: a slow or trickling upload holds no
@@ -112,6 +111,8 @@ async def forward(
         min_rate=settings.upload_min_bytes_per_second,
         budget=request.app.state.upload_budget,
     )
+    # A layer's elapsed_ms counts from here: the upload's time is the network's, not the model's.
+    started = time.perf_counter()
     place = gate.admit()
     try:
         decoder: DecodePool = request.app.state.decode_pool

@@ -136,26 +136,82 @@ export function decodeLine(message) {
 const STREAM_QUERY = "?encoding=uint8-split";
 
 /**
- * POST an image to a model and call onMessage(object) for each NDJSON line as it arrives.
- * Resolves when the stream ends; rejects with ApiError carrying the server's sentence.
+ * POST an image to a model and call onMessage(object) for each NDJSON line as it arrives,
+ * and onUpload(sent, total) as the image's bytes go up. Resolves when the stream ends;
+ * rejects with ApiError carrying the server's sentence.
  */
-export async function forward(modelId, image, { signal, onMessage }) {
+export async function forward(modelId, image, { signal, onMessage, onUpload }) {
   const body = new FormData();
   body.append("image", image, image.name || "image.png");
+  const url = `/api/models/${encodeURIComponent(modelId)}/forward${STREAM_QUERY}`;
   let response;
   try {
-    response = await fetch(`/api/models/${encodeURIComponent(modelId)}/forward${STREAM_QUERY}`, {
-      method: "POST",
-      body,
-      signal,
-      headers: { Accept: "application/x-ndjson" },
-    });
+    response = await postWatchingUpload(url, body, { signal, onUpload });
   } catch (error) {
     if (error.name === "AbortError") throw error;
     throw new ApiError("The server cannot be reached. Is it still running?");
   }
   if (!response.ok) throw await errorFrom(response);
   await readLines(response, onMessage);
+}
+
+/**
+ * POST `body`, reporting the upload's progress, and resolve with a Response whose body
+ * streams the answer as it arrives. fetch() cannot report an upload's progress over
+ * HTTP/1.1, so this is XMLHttpRequest, its answer read as bytes (the x-user-defined
+ * charset maps each byte to one character) and handed on as a ReadableStream.
+ */
+function postWatchingUpload(url, body, { signal, onUpload }) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    let controller = null;
+    let read = 0;
+    const push = () => {
+      const text = xhr.responseText;
+      if (!controller || text.length === read) return;
+      const bytes = new Uint8Array(text.length - read);
+      for (let i = 0; i < bytes.length; i++) bytes[i] = text.charCodeAt(read + i) & 0xff;
+      read = text.length;
+      controller.enqueue(bytes);
+    };
+    const aborted = () => new DOMException("The run was replaced.", "AbortError");
+    xhr.open("POST", url);
+    xhr.setRequestHeader("Accept", "application/x-ndjson");
+    xhr.overrideMimeType("text/plain; charset=x-user-defined");
+    xhr.upload.onprogress = (event) => onUpload?.(event.loaded, event.lengthComputable ? event.total : 0);
+    xhr.onreadystatechange = () => {
+      if (xhr.readyState !== XMLHttpRequest.HEADERS_RECEIVED) return;
+      onUpload?.(1, 1);
+      const stream = new ReadableStream({
+        start(c) {
+          controller = c;
+        },
+      });
+      const headers = new Headers();
+      for (const line of xhr.getAllResponseHeaders().trim().split(/[\r\n]+/)) {
+        const colon = line.indexOf(":");
+        if (colon > 0) headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
+      }
+      resolve(new Response(stream, { status: xhr.status, statusText: xhr.statusText, headers }));
+    };
+    xhr.onprogress = push;
+    xhr.onload = () => {
+      push();
+      controller?.close();
+    };
+    xhr.onerror = () => {
+      const error = new TypeError("network error");
+      if (controller) controller.error(error);
+      else reject(error);
+    };
+    xhr.onabort = () => {
+      if (controller) controller.error(aborted());
+      else reject(aborted());
+    };
+    if (signal?.aborted) return reject(aborted());
+    signal?.addEventListener("abort", () => xhr.abort(), { once: true });
+    xhr.send(body);
+  });
 }
 
 /** A stored run again, as the same lines forward() reads (GET /api/runs/{id}/stream). */

@@ -1,12 +1,12 @@
 /**
- * The viewer: state, the URL, runs and wiring. State lives in `state` and the query string
- * (?model=&sample=&layer=&slice=&neuron=); events change state and mark what needs drawing, and
- * drawing happens once per animation frame, so the page stays responsive while a run
- * streams in. network.js, detail.js and scores.js draw; this module decides what.
+ * The viewer: page state and wiring. State lives in `state` and the query string
+ * (urlstate.js); a run's life is run.js's; events change state and mark what needs
+ * drawing, and drawing happens once per animation frame, so the page stays responsive
+ * while a run streams in. network.js, detail.js and scores.js draw; this module decides what.
  */
 
 import * as api from "./api.js";
-import { followPosition, neuronParam, parseNeuron } from "./arithmetic.js";
+import { followPosition } from "./arithmetic.js";
 import { ChannelView } from "./channels.js";
 import { COLORMAPS, DIVERGING, SEQUENTIAL } from "./colormaps.js";
 import { LayerDetail } from "./detail.js";
@@ -16,9 +16,11 @@ import { setupModelCard } from "./modelcard.js";
 import { modelFacts, withBorrowedSamples } from "./modelfacts.js";
 import { NetworkRow } from "./network.js";
 import { NeuronPanel } from "./neuron.js";
+import { Run, progressText } from "./run.js";
 import { setupSession } from "./session.js";
 import { drawInputViews, drawScores } from "./scores.js";
-import { channelPalette, colorScale, faceCanvases, inputCanvas, inputVolume } from "./volume.js";
+import { parseQuery, queryString } from "./urlstate.js";
+import { channelPalette, colorScale, faceCanvases } from "./volume.js";
 import { WhyView } from "./why.js";
 
 const MARK = {
@@ -27,6 +29,8 @@ const MARK = {
   first: "convscope:first-layer-drawn",
   last: "convscope:last-layer-drawn",
 };
+const EXPIRED =
+  "The run this link shows has expired on the server, so its picture is gone: upload the picture again to see it.";
 
 const state = {
   models: new Map(),
@@ -38,8 +42,10 @@ const state = {
   sequential: "viridis",
   diverging: "coolwarm",
   scale: "layer",
+  angle: null, // the 3D view's turn, {yaw, pitch}, or null as it starts
   presenter: false,
-  run: null,
+  run: null, // the run on screen
+  pending: null, // a run whose image is still going up: the one on screen stays until it starts
   neuron: null, // {row, col} whose arithmetic is shown (its depth is the slice), or null
 };
 
@@ -50,61 +56,47 @@ let row;
 let detail;
 let neuronPanel;
 let channelView;
+let inputs;
 
 const modelInfo = () => state.models.get(state.model);
 const layersOf = () => modelInfo()?.layers || [];
 const currentRun = () => (state.run?.model === state.model ? state.run : null);
 const colorOptions = () => ({ scale: state.scale, sequential: state.sequential, diverging: state.diverging });
 
-// --- the URL ------------------------------------------------------------------------------------
-
-function readUrl() {
-  const params = new URLSearchParams(location.search);
-  const int = (name) => {
-    const value = Number.parseInt(params.get(name), 10);
-    return Number.isFinite(value) && value >= 0 ? value : 0;
-  };
-  return {
-    model: params.get("model"),
-    sample: params.get("sample"),
-    layer: int("layer"),
-    slice: int("slice"),
-    neuron: parseNeuron(params.get("neuron")),
-  };
+/** The model a drawing goes to: the one shown if it reads digits, else the first that does. */
+function digitsModel() {
+  if (modelInfo()?.input_style === "digits") return state.model;
+  return [...state.models.values()].find((m) => m.input_style === "digits")?.id || state.model;
 }
 
-function writeUrl() {
-  const params = new URLSearchParams();
-  params.set("model", state.model);
-  if (state.sample) params.set("sample", state.sample);
-  params.set("layer", state.layer);
-  params.set("slice", state.slice);
-  if (state.neuron) params.set("neuron", neuronParam(state.neuron));
-  const url = `${location.pathname}?${params}`;
-  if (url !== location.pathname + location.search) history.replaceState(null, "", url);
-  notifyView();
-}
-
-// --- the view a class session shares (session.js) ------------------------------------------------
+// --- the URL and the view a class session shares (session.js) --------------------------------
 
 const session = { onChange: null, onOwnImage: null };
 let applyingView = false;
 
-function notifyView() {
+/** The stored run a link can name: any image but a sample, once the server keeps it. */
+function linkedRun() {
+  const run = currentRun();
+  return !state.sample && run?.scores ? run.replayOf || run.id : null;
+}
+
+function writeUrl() {
+  const query = queryString({ ...state, run: linkedRun() });
+  const url = `${location.pathname}?${query}`;
+  if (url !== location.pathname + location.search) history.replaceState(null, "", url);
   if (session.onChange && !applyingView) session.onChange();
 }
 
 /** What a follower needs to show the same thing: a sample is made again on the follower's
  * page; any other image is the presenter's stored run, read again once its scores arrived. */
 function currentView() {
-  const run = currentRun();
   return {
     model: state.model,
     sample: state.sample,
-    run: !state.sample && run?.scores ? run.replayOf || run.id : null,
+    run: linkedRun(),
     layer: state.layer,
     slice: state.slice,
-    neuron: detail.hover ? { row: detail.hover.row, col: detail.hover.col } : null,
+    neuron: detail.hoveredCell(),
     tab: document.querySelector('[role="tab"][aria-selected="true"]')?.id || null,
     presenter: state.presenter,
     sequential: state.sequential,
@@ -120,26 +112,43 @@ function ownImage() {
   return { run: run.id, model: run.model, classes: run.classes, drawn: run.isDrawing };
 }
 
+/** Show a stored run again (a shared link, or a session's). */
+function replayRun(runId, model, extra = {}) {
+  const file = new Blob([], { type: "application/x-ndjson" });
+  return startRun(file, { replay: runId, url: api.runInputUrl(runId), model, ...extra });
+}
+
+function setColors({ sequential, diverging, scale }) {
+  const next = { sequential, diverging, scale };
+  let changed = false;
+  for (const key of ["sequential", "diverging"]) {
+    if (next[key] && COLORMAPS[next[key]] && next[key] !== state[key]) {
+      state[key] = next[key];
+      $(`${key}-select`).value = next[key];
+      changed = true;
+    }
+  }
+  if (next.scale && next.scale !== state.scale) {
+    state.scale = next.scale;
+    for (const r of document.querySelectorAll('input[name="scale"]')) r.checked = r.value === next.scale;
+    changed = true;
+  }
+  if (changed) markAllDirty();
+}
+
 function applyView(view) {
   applyingView = true;
   try {
     if (view.model && view.model !== state.model && state.models.has(view.model)) setModel(view.model);
     const run = currentRun();
-    if (view.sample && view.sample !== state.sample) {
+    const shown = state.pending || run;
+    if (view.sample && view.sample !== (state.pending ? state.pending.sampleId : state.sample)) {
       const sample = state.samples.find((s) => s.id === view.sample);
       if (sample) pickSample(sample, { fromSession: true });
-    } else if (!view.sample && view.run && run?.id !== view.run && run?.replayOf !== view.run) {
-      const file = new Blob([], { type: "application/x-ndjson" });
-      startRun(file, { replay: view.run, url: api.runInputUrl(view.run), model: view.model, fromSession: true });
+    } else if (!view.sample && view.run && shown?.id !== view.run && shown?.replayOf !== view.run) {
+      replayRun(view.run, view.model, { fromSession: true });
     }
-    for (const key of ["sequential", "diverging", "scale"]) {
-      if (view[key] && view[key] !== state[key]) {
-        state[key] = view[key];
-        if (key === "scale") for (const r of document.querySelectorAll('input[name="scale"]')) r.checked = r.value === view.scale;
-        else $(`${key}-select`).value = view[key];
-        markAllDirty();
-      }
-    }
+    setColors(view);
     if (Number.isInteger(view.layer)) selectLayer(view.layer);
     if (Number.isInteger(view.slice)) selectSlice(view.slice);
     const neuron = view.neuron;
@@ -183,8 +192,7 @@ function boxFaces(run, index) {
 function drawBoxes(run) {
   for (const index of row.indices) {
     if (!dirty.boxes.has(index)) continue;
-    const computing = Boolean(run && !run.done && index >= 0 && index === run.layers.length);
-    row.draw(index, boxFaces(run, index), { selected: index === state.layer, computing });
+    row.draw(index, boxFaces(run, index), { selected: index === state.layer, computing: Boolean(run?.computing(index)) });
     if (run && index >= 0 && run.layers[index] && !run.drawn.has(index)) {
       run.drawn.add(index);
       performance.mark(MARK.layer, { detail: { index } });
@@ -201,10 +209,11 @@ function renderDetail(run) {
   detail.render({
     layer,
     streamed: run?.layers[state.layer],
+    previous: state.layer > 0 ? { layer: layersOf()[state.layer - 1], streamed: run?.layers[state.layer - 1] } : null,
     run,
     waiting: Boolean(run && !run.done),
     before: state.layer === 0 ? modelInfo().input : layersOf()[state.layer - 1].shape,
-    input: layersOf()[0].shape,
+    input: modelInfo().input,
     modelId: state.model,
     slice: state.slice,
     options: colorOptions(),
@@ -217,26 +226,21 @@ function setStatus(text, busy = false) {
   $("run-status").classList.toggle("busy", busy);
 }
 
-function updateProgress(run) {
+function updateProgress() {
+  const run = state.pending || currentRun();
   const progress = $("run-progress");
   progress.hidden = !run || run.done;
-  if (!run || run.error) return;
-  const total = run.layerCount;
-  progress.max = total;
+  if (!run) return;
+  progress.max = run.layerCount;
   progress.value = run.layers.filter(Boolean).length;
-  if (run.done) {
-    setStatus(`${total} layers in ${(run.finished - run.started).toFixed(0)} ms`);
-  } else {
-    const next = layersOf()[run.layers.length];
-    setStatus(next ? `Computing ${next.name}… ${run.layers.length} / ${total}` : "Scoring…", true);
-  }
+  setStatus(progressText(run, layersOf()), !run.done);
 }
 
 function frame() {
   frameRequested = false;
   if (!modelInfo()) return;
   const run = currentRun();
-  detail.pinned = state.neuron;
+  detail.setPinned(state.neuron);
   drawBoxes(run);
   if (dirty.input) drawInputViews(run);
   if (dirty.detail) renderDetail(run);
@@ -248,22 +252,38 @@ function frame() {
   }
   if (dirty.neuron) showNeuron(run);
   dirty.input = dirty.detail = dirty.slice = dirty.scores = dirty.neuron = false;
-  updateProgress(run);
+  updateProgress();
 }
 
 // --- errors -------------------------------------------------------------------------------------------
 
-function showError(sentence) {
+/** The message box; `action` ({label, onClick}) adds one button, e.g. to upload again. */
+function showError(sentence, action = null) {
   const box = $("error");
-  box.textContent = sentence;
+  box.replaceChildren(sentence);
+  if (action) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "button button-small error-action";
+    button.textContent = action.label;
+    button.addEventListener("click", action.onClick);
+    box.append(" ", button);
+  }
   box.hidden = false;
-  setStatus("Stopped: see the message");
 }
 
 function hideError() {
   $("error").hidden = true;
-  $("error").textContent = "";
+  $("error").replaceChildren();
 }
+
+const uploadAgain = {
+  label: "Upload the picture again",
+  onClick: () => {
+    inputs.selectTab("upload");
+    $("file-input").click();
+  },
+};
 
 // --- runs ---------------------------------------------------------------------------------------------
 
@@ -287,84 +307,81 @@ function requestValues(index) {
     });
 }
 
+/** A pending run's first line: it takes the screen from the run shown before. */
+function takeScreen(run) {
+  if (state.pending !== run) return;
+  state.pending = null;
+  if (state.run && state.run !== run) state.run.dispose();
+  state.run = run;
+  state.sample = run.sampleId;
+  markSampleSelected();
+  why.reset();
+  detail.clearHover();
+  delete document.body.dataset.run;
+  hideError();
+  markAllDirty();
+}
+
 function receive(run, message) {
+  if (message.type === "run") takeScreen(run);
   if (state.run !== run) return;
-  if (message.type === "run") {
-    run.id = message.id;
-    document.body.dataset.run = message.id;
-    run.trained = message.trained;
-    run.classes = message.classes;
-    run.layerCount = message.layer_count;
-    run.input = { shape: message.input.shape, data: api.decodeBase64(message.input.data) };
-    run.inputVolume = inputVolume(run.input);
-    run.inputImage = inputCanvas(run.input);
-    $("trained-badge").hidden = message.trained !== false;
-    dirty.boxes.add(-1);
+  const changed = run.receive(message);
+  for (const index of changed.boxes) dirty.boxes.add(index);
+  if (changed.input) {
+    document.body.dataset.run = run.id;
+    $("trained-badge").hidden = run.trained !== false;
     dirty.input = true;
-  } else if (message.type === "layer") {
-    run.layers[message.index] = { ...message, data: api.decodeBase64(message.data) };
-    dirty.boxes.add(message.index);
-    dirty.boxes.add(message.index + 1); // the next box shows that it is being computed
-    if (message.index === state.layer) dirty.detail = true;
-  } else if (message.type === "scores") {
-    run.scores = message;
+  }
+  if (changed.layer === state.layer || changed.layer === state.layer - 1) dirty.detail = true;
+  if (changed.scores) {
     dirty.scores = dirty.neuron = true;
     requestValues(state.layer);
-    notifyView();
+    writeUrl();
     if (!run.fromSession) session.onOwnImage?.();
   }
   schedule();
 }
 
+/** Why a run that never took the screen failed, in the page's words where they say more. */
+function failureSentence(run, error) {
+  if (run.replayOf && error.status === 404 && run.fromLink) return EXPIRED;
+  return error.message;
+}
+
 async function startRun(file, info = {}) {
   if (!info.marked) performance.mark(MARK.chosen);
-  // A drawing goes to mnist, unless the model shown reads grey digits itself (an import).
-  if (info.source === "drawing" && modelInfo()?.input[2] === 1) info = { ...info, model: state.model };
+  if (info.source === "drawing") info = { ...info, model: digitsModel() };
   if (info.model && info.model !== state.model) setModel(info.model);
-  state.run?.controller.abort();
-  if (state.run?.ownsUrl) URL.revokeObjectURL(state.run.originalUrl);
-  state.sample = info.sampleId || null;
-  markSampleSelected();
+  state.pending?.dispose();
+  const run = new Run(modelInfo(), file, info);
+  run.fromLink = Boolean(info.fromLink);
+  state.pending = run;
   if (!info.fromSession) session.onOwnImage?.(true);
-  writeUrl();
-  hideError();
-  const run = {
-    model: state.model,
-    controller: new AbortController(),
-    layers: [],
-    drawn: new Set(),
-    values: new Map(),
-    faces: new Map(),
-    layerCount: layersOf().length,
-    classes: modelInfo().classes,
-    trained: modelInfo().trained,
-    started: performance.now(),
-    originalUrl: info.url || URL.createObjectURL(file),
-    ownsUrl: !info.url,
-    done: false,
-    replayOf: info.replay || null,
-    fromSession: Boolean(info.fromSession),
-    isDrawing: info.source === "drawing",
-  };
-  state.run = run;
-  why.reset();
   document.body.dataset.runState = "streaming";
-  delete document.body.dataset.run;
-  detail.hover = null;
-  setStatus(`Sending the image to ${state.model}…`, true);
-  markAllDirty();
+  updateProgress();
   try {
-    const reading = { signal: run.controller.signal, onMessage: (m) => receive(run, m) };
-    await (info.replay ? api.replay(info.replay, reading) : api.forward(run.model, file, reading));
+    await run.stream((message) => receive(run, message), () => state.pending === run && updateProgress());
     if (state.run === run && !run.scores) throw new api.ApiError("The server ended the run before the scores.");
   } catch (error) {
-    if (error.name === "AbortError" || state.run !== run) return;
-    run.error = error.message;
-    showError(error.message);
+    if (error.name === "AbortError" || (state.run !== run && state.pending !== run)) return;
+    run.finish(error.message);
+    const sentence = failureSentence(run, error);
+    if (state.pending === run) {
+      // Refused before it began (a bad file, an expired link): the run on screen stays.
+      state.pending = null;
+      run.dispose();
+      const expired = sentence === EXPIRED;
+      showError(sentence, expired ? uploadAgain : null);
+      if (expired) state.sample = null;
+      document.body.dataset.runState = "error";
+      updateProgress();
+      if (!currentRun()) setStatus("Stopped: see the message");
+      return;
+    }
+    showError(sentence);
   } finally {
     if (state.run === run) {
-      run.done = true;
-      run.finished = performance.now();
+      if (!run.done) run.finish(run.error);
       document.body.dataset.runState = run.error ? "error" : "done";
       markAllDirty();
     }
@@ -379,11 +396,8 @@ function markSampleSelected() {
 
 async function pickSample(sample, extra = {}) {
   performance.mark(MARK.chosen);
-  state.sample = sample.id;
-  markSampleSelected();
   try {
     const file = await sampleBlob(sample);
-    if (state.sample !== sample.id) return;
     await startRun(file, { sampleId: sample.id, url: sample.url, model: sample.model, marked: true, ...extra });
   } catch (error) {
     showError(error.message);
@@ -397,7 +411,7 @@ function selectLayer(index, { focus = false } = {}) {
   if (!count) return;
   index = clamp(index, 0, count - 1);
   if (index !== state.layer) {
-    detail.hover = null;
+    detail.clearHover();
     dirty.boxes = new Set(row.indices);
     if (state.neuron) state.neuron = followPosition(state.neuron, layersOf()[state.layer].shape, layersOf()[index].shape);
     dirty.neuron = true;
@@ -415,21 +429,22 @@ function selectSlice(d, { focus = false } = {}) {
   state.slice = clamp(d, 0, depth - 1);
   writeUrl();
   dirty.slice = dirty.neuron = true;
-  const tile = focus && detail.shown?.tiles[state.slice];
-  if (tile) {
-    tile.focus({ preventScroll: true });
-    tile.scrollIntoView({ block: "nearest", inline: "nearest" });
-  }
+  if (focus) detail.focusTile(state.slice);
   schedule();
 }
 
 function setModel(id) {
   if (!state.models.has(id)) return;
   if (state.run && state.run.model !== id) {
-    state.run.controller.abort();
+    state.run.dispose();
     state.run = null;
     hideError();
   }
+  if (state.pending && state.pending.model !== id) {
+    state.pending.dispose();
+    state.pending = null;
+  }
+  const changed = id !== state.model;
   state.model = id;
   $("model-select").value = id;
   $("upload-form").action = `/api/models/${encodeURIComponent(id)}/forward`;
@@ -445,6 +460,7 @@ function setModel(id) {
   row.build(info.input, info.layers);
   row.layout(state.presenter);
   row.select(state.layer);
+  if (changed && inputs) inputs.selectTab(info.input_style === "digits" ? "draw" : "samples");
   if (!state.run) setStatus("");
   writeUrl();
   markAllDirty();
@@ -469,9 +485,9 @@ function setPresenter(on) {
   requestAnimationFrame(() => {
     relayout();
     markAllDirty();
-    detail.volume3d.requestDraw();
+    detail.redraw3d();
   });
-  notifyView();
+  if (session.onChange && !applyingView) session.onChange();
 }
 
 function onKey(event) {
@@ -518,10 +534,9 @@ function showNeuron(run) {
     neuronPanel.hide();
     return;
   }
-  const layer = layersOf()[state.layer];
   neuronPanel.show({
     run,
-    layer,
+    layer: layersOf()[state.layer],
     layers: layersOf(),
     position: [state.neuron.row, state.neuron.col, state.slice],
   });
@@ -549,17 +564,18 @@ function setupColorControls() {
     select.addEventListener("change", () => {
       state[key] = select.value;
       markAllDirty();
-      notifyView();
+      writeUrl();
     });
   };
   fill($("sequential-select"), SEQUENTIAL, "sequential");
   fill($("diverging-select"), DIVERGING, "diverging");
   for (const radio of document.querySelectorAll('input[name="scale"]')) {
+    radio.checked = radio.value === state.scale;
     radio.addEventListener("change", () => {
       state.scale = radio.value;
       dirty.detail = true;
       schedule();
-      notifyView();
+      writeUrl();
     });
   }
 }
@@ -575,17 +591,26 @@ async function loadSamples() {
 
 async function main() {
   document.documentElement.classList.add("js");
-  const fromUrl = readUrl();
+  const fromUrl = parseQuery(location.search);
+  Object.assign(state, { sequential: fromUrl.sequential, diverging: fromUrl.diverging, scale: fromUrl.scale });
+  if (!COLORMAPS[state.sequential]) state.sequential = "viridis";
+  if (!COLORMAPS[state.diverging]) state.diverging = "coolwarm";
   row = new NetworkRow($("layer-row"), { onSelect: (index) => selectLayer(index) });
   detail = new LayerDetail({
     onSelectSlice: (d) => selectSlice(d),
-    onChange: () => {
+    onHover: () => {
       dirty.slice = true;
       schedule();
-      notifyView();
+      if (session.onChange && !applyingView) session.onChange();
     },
     onPick: (r, c) => setNeuron({ row: r, col: c }),
+    onTurn: (angle) => {
+      state.angle = angle;
+      writeUrl();
+    },
   });
+  detail.setAngle(fromUrl.angle);
+  state.angle = fromUrl.angle;
   neuronPanel = new NeuronPanel({
     onMove: (r, c, d) => {
       if (d !== state.slice) selectSlice(d);
@@ -604,7 +629,7 @@ async function main() {
   } catch {
     // No storage: start in the normal mode.
   }
-  const inputs = setupInputs({ onImage: startRun, onError: showError });
+  inputs = setupInputs({ onImage: startRun, onError: (sentence) => showError(sentence) });
   document.addEventListener("keydown", onKey);
   $("model-select").addEventListener("change", (event) => {
     state.sample = null;
@@ -634,10 +659,12 @@ async function main() {
   state.sample = sample?.id || null;
   setModel(state.models.has(model) ? model : state.models.keys().next().value);
   selectLayer(state.layer);
-  inputs.selectTab(modelInfo().input[2] === 1 && !sample ? "draw" : "samples");
+  inputs.selectTab(modelInfo().input_style === "digits" && !sample ? "draw" : "samples");
   if (sample) pickSample(sample);
   else if (fromUrl.sample) {
     showError(`This link names a sample, "${fromUrl.sample}", that this server does not have: pick one from the gallery.`);
+  } else if (fromUrl.run) {
+    replayRun(fromUrl.run, state.model, { fromLink: true });
   }
   const showImage = (file, model) => startRun(file, { model });
   setupSession({ hooks: session, currentView, applyView, ownImage, showImage, showError });

@@ -29,9 +29,9 @@ function polygon(ctx, points) {
 /**
  * Draw one box with its front face's top-left corner at (x, y + oy), in CSS pixels on a
  * context already scaled by `dpr`. faces: {front, top, side} canvases, or null while
- * the layer has not arrived (then the box is a dashed outline).
+ * the layer has not arrived (then the box is a dashed outline); color: the layer kind's.
  */
-export function drawBox(ctx, dpr, x, y, geometry, faces, { color = "#56b4e9", selected = false } = {}) {
+export function drawBox(ctx, dpr, x, y, geometry, faces, { color, selected = false }) {
   const { fw, fh, ox, oy } = geometry;
   const front = [[x, y + oy], [x + fw, y + oy], [x + fw, y + oy + fh], [x, y + oy + fh]];
   const top = [[x, y + oy], [x + ox, y], [x + ox + fw, y], [x + fw, y + oy]];
@@ -91,14 +91,14 @@ const DEFAULT_VIEW = { yaw: -0.62, pitch: 0.38 };
  * back-to-front order. setVolume(slices, shape) takes one W x H canvas per depth slice.
  */
 export class VolumeView {
-  constructor(canvas, { onChange } = {}) {
+  constructor(canvas, { onTurn } = {}) {
     this.canvas = canvas;
     this.slices = [];
     this.shape = [1, 1, 1];
     this.selected = 0;
     this.spread = 0.35;
     this.view = { ...DEFAULT_VIEW };
-    this.onChange = onChange;
+    this.onTurn = onTurn;
     this.frame = 0;
     let drag = null;
     canvas.addEventListener("pointerdown", (event) => {
@@ -113,6 +113,7 @@ export class VolumeView {
       this.requestDraw();
     });
     const end = () => {
+      if (drag) this.onTurn?.(this.angle);
       drag = null;
       canvas.classList.remove("dragging");
     };
@@ -139,6 +140,19 @@ export class VolumeView {
 
   reset() {
     this.view = { ...DEFAULT_VIEW };
+    this.requestDraw();
+    this.onTurn?.(null);
+  }
+
+  /** How the volume is turned, {yaw, pitch}; null while it is as it starts. */
+  get angle() {
+    const same = this.view.yaw === DEFAULT_VIEW.yaw && this.view.pitch === DEFAULT_VIEW.pitch;
+    return same ? null : { ...this.view };
+  }
+
+  /** Turn the volume to `angle` ({yaw, pitch}), or back to the start with null. */
+  setAngle(angle) {
+    this.view = angle ? { yaw: angle.yaw, pitch: angle.pitch } : { ...DEFAULT_VIEW };
     this.requestDraw();
   }
 
@@ -223,6 +237,5 @@ export class VolumeView {
       ctx.stroke();
       ctx.setLineDash([]);
     }
-    this.onChange?.();
   }
 }

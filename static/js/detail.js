@@ -7,8 +7,9 @@
 import { weightsPngUrl } from "./api.js";
 import { VolumeView } from "./box3d.js";
 import { COLORMAPS, cssGradient } from "./colormaps.js";
-import { $, clamp, el, fitCanvas, shapeText } from "./dom.js";
-import { colorScale, drawPixelated, formatValue, sliceCanvas } from "./volume.js";
+import { $, clamp, el, fitCanvas, onTouch, shapeText } from "./dom.js";
+import { isClassVector, kindFamily, lesson, showsBefore } from "./kinds.js";
+import { colorScale, drawPixelated, formatValue, sliceCanvas, valueOf } from "./volume.js";
 
 const EMPTY =
   "Pick a sample, upload, paste, drop, photograph or draw an image: each layer's volume appears above as it is computed.";
@@ -48,30 +49,76 @@ function copyCanvas(source) {
   return copy;
 }
 
+/** The values of a 1x1xD volume (from its quantised stream data). */
+const vectorValues = (volume) => [...volume.data].map((q) => valueOf(volume, q));
+
+/** A row per class: its name, a bar (from zero, so negative scores point left) and its value. */
+function classRows(values, classes, kind) {
+  const probabilities = kindFamily(kind) === "softmax";
+  const limit = Math.max(...values.map(Math.abs)) || 1;
+  const signed = !probabilities && values.some((v) => v < 0);
+  return values.map((v, d) => {
+    const bar = el("span", signed ? "class-bar signed" : "class-bar");
+    const fill = el("span", v < 0 ? "class-fill negative" : "class-fill");
+    const share = probabilities ? v : Math.abs(v) / limit;
+    fill.style.setProperty("--share", String(signed ? share / 2 : share));
+    bar.append(fill);
+    const value = probabilities ? `${(100 * v).toFixed(1)}%` : formatValue(v);
+    return [el("span", "tile-index", classes[d]), bar, el("span", "class-value", value)];
+  });
+}
+
 export class LayerDetail {
-  /** onSelectSlice(d): a tile was chosen; onChange(): the inspected cell moved;
-   * onPick(row, col): a cell was clicked, or Enter pressed on it. */
-  constructor({ onSelectSlice, onChange, onPick = () => {} }) {
+  /** onSelectSlice(d): a tile was chosen; onHover(): the inspected cell moved;
+   * onPick(row, col): a cell was clicked, or Enter pressed on it (on a touch screen, a
+   * cell tapped a second time); onTurn(angle): the 3D view was turned. */
+  constructor({ onSelectSlice, onHover, onPick = () => {}, onTurn = () => {} }) {
     this.onSelectSlice = onSelectSlice;
-    this.onChange = onChange;
+    this.onHover = onHover;
     this.onPick = onPick;
-    this.pinned = null; // {row, col}: the neuron whose arithmetic is shown, set by the app
-    this.shown = null; // {index, layer, volume, scales, sources, tiles, classes}
+    this.pinned = null; // {row, col}: the neuron whose arithmetic is shown (setPinned)
+    this.shown = null; // {index, layer, volume, scales, sources, tiles, classes, before}
     this.hover = null; // {row, col}
     this.run = null;
     this.slice = 0;
-    this.volume3d = new VolumeView($("volume-canvas"));
+    this.volume3d = new VolumeView($("volume-canvas"), { onTurn });
     const canvas = $("slice-canvas");
-    canvas.addEventListener("pointermove", (event) => this.hoverAt(event));
-    canvas.addEventListener("pointerleave", () => {
-      if (document.activeElement !== canvas) this.setHover(null);
+    canvas.addEventListener("pointermove", (event) => {
+      if (event.pointerType === "mouse") this.hoverAt(event);
+    });
+    canvas.addEventListener("pointerleave", (event) => {
+      if (event.pointerType === "mouse" && document.activeElement !== canvas) this.setHover(null);
     });
     canvas.addEventListener("keydown", (event) => this.onKey(event));
     canvas.addEventListener("click", (event) => {
+      // A tap shows the cell's value; tapping the same cell again opens its arithmetic.
+      const before = this.hover;
       this.hoverAt(event);
-      if (this.hover) this.onPick(this.hover.row, this.hover.col);
+      if (!this.hover) return;
+      const again = before?.row === this.hover.row && before?.col === this.hover.col;
+      if (event.pointerType === "mouse" || !event.pointerType || again) this.onPick(this.hover.row, this.hover.col);
     });
-    canvas.addEventListener("blur", () => this.setHover(null));
+    canvas.addEventListener("blur", () => {
+      if (!onTouch()) this.setHover(null);
+    });
+    const toggle = $("lesson-toggle");
+    let hidden = false;
+    try {
+      hidden = localStorage.getItem("convscope.lessons") === "0";
+    } catch {
+      // No storage: the words show.
+    }
+    const showWords = (on) => {
+      toggle.setAttribute("aria-pressed", String(on));
+      $("layer-lesson").hidden = !on;
+      try {
+        localStorage.setItem("convscope.lessons", on ? "1" : "0");
+      } catch {
+        // The toggle still works for this page.
+      }
+    };
+    toggle.addEventListener("click", () => showWords(toggle.getAttribute("aria-pressed") !== "true"));
+    showWords(!hidden);
     $("spread-range").addEventListener("input", (event) => this.volume3d.setSpread(Number(event.target.value)));
     $("volume-reset").addEventListener("click", () => this.volume3d.reset());
   }
@@ -80,12 +127,13 @@ export class LayerDetail {
    * Everything about `layer` (from /api/models); `streamed` is its volume once it arrived,
    * `waiting` whether a run is still on its way, `before` the shape of the volume it reads.
    */
-  render({ layer, streamed, run, waiting, before, input, modelId, slice, options }) {
+  render({ layer, streamed, previous, run, waiting, before, input, modelId, slice, options }) {
     $("detail-title").replaceChildren(
-      el("span", `kind-tag kind-${layer.kind}`, layer.name),
+      el("span", `kind-tag kind-${layer.kind} family-${kindFamily(layer.kind)}`, layer.name),
       el("span", "layer-summary", layer.summary || layer.kind.toUpperCase()),
     );
-    this.renderFacts(layer, streamed, input);
+    $("layer-lesson").textContent = lesson(layer, before);
+    this.renderFacts(layer, streamed, input, Boolean(run?.replayOf));
     this.renderFilters(layer, before, modelId);
     $("detail-grid").hidden = !streamed;
     document.querySelector(".detail-controls").hidden = !streamed;
@@ -105,8 +153,8 @@ export class LayerDetail {
       scales.push(scale);
       sources.push(sliceCanvas(streamed, d, scale.palette));
     }
-    const [h, w] = layer.shape;
-    const classes = h === 1 && w === 1 && depth === run.classes?.length ? run.classes : null;
+    const classes = isClassVector(layer, run.classes) ? run.classes : null;
+    const rows = classes && classRows(vectorValues(streamed), classes, layer.kind);
     const grid = $("slice-grid");
     grid.style.setProperty("--columns", classes ? "auto-fill" : tileColumns(grid, depth));
     grid.classList.toggle("labelled", Boolean(classes));
@@ -119,19 +167,24 @@ export class LayerDetail {
       tile.setAttribute("aria-label", label);
       tile.title = label;
       source.className = "pixelated";
-      tile.append(source, el("span", "tile-index", classes ? classes[d] : String(d)));
+      if (rows) tile.append(...rows[d]);
+      else tile.append(source, el("span", "tile-index", String(d)));
       tile.addEventListener("click", () => this.onSelectSlice(d));
       return tile;
     });
     grid.replaceChildren(...tiles);
-    $("slices-title").textContent = `Depth slices (${depth})`;
-    this.shown = { index: layer.index, layer, volume: streamed, scales, sources, tiles, classes };
+    $("slices-title").textContent = classes ? `${depth} numbers, one per class` : `Depth slices (${depth})`;
+    // RELU and POOL beside the volume they read: the same slice before and after.
+    const shownBefore = showsBefore(layer.kind) && previous?.streamed ? previous : null;
+    this.shown = { index: layer.index, layer, volume: streamed, scales, sources, tiles, classes, before: shownBefore, options };
     // The 3D view gets its own copies: a canvas can be in one place of the document only.
     this.volume3d.setVolume(sources.map(copyCanvas), streamed.shape, slice);
   }
 
-  /** `input` is the input volume's shape, to say when a neuron sees all of it. */
-  renderFacts(layer, streamed, input) {
+  /** `input` is the input volume's shape, to say when a neuron sees all of it. Facts a
+   * projector can do without are marked "extra" (presenter mode hides them). */
+  renderFacts(layer, streamed, input, replayed = false) {
+    const EXTRA = new Set(["parameters", "std", "zeros", "ready after"]);
     const facts = [
       ["shape", shapeText(layer.shape)],
       ["parameters", layer.param_count.toLocaleString("en")],
@@ -143,7 +196,8 @@ export class LayerDetail {
       const [h, w] = layer.shape;
       const covers = (box) => input && box.top === 0 && box.left === 0 && box.bottom === input[0] - 1 && box.right === input[1] - 1;
       const whole = input && covers(receptiveBox(rf, 0, 0, ...input)) && covers(receptiveBox(rf, h - 1, w - 1, ...input));
-      facts.push(["receptive field", `${rf.size}×${rf.size} px${whole ? " (the whole image)" : ""}`]);
+      const all = whole || kindFamily(layer.kind) === "fc" || kindFamily(layer.kind) === "softmax";
+      facts.push(["receptive field", all ? "every input pixel" : `${rf.size}×${rf.size} px`]);
     }
     if (streamed?.stats) {
       const s = streamed.stats;
@@ -152,11 +206,12 @@ export class LayerDetail {
         const percent = 100 * s.zeros;
         facts.push(["zeros", `${percent.toFixed(percent > 0 && percent < 1 ? 2 : 0)}%`]);
       }
-      if (streamed.elapsed_ms !== undefined) facts.push(["ready after", `${streamed.elapsed_ms.toFixed(1)} ms`]);
+      // A stored run read again was computed earlier: its times are not this page's.
+      if (streamed.elapsed_ms !== undefined && !replayed) facts.push(["ready after", `${streamed.elapsed_ms.toFixed(1)} ms`]);
     }
     $("layer-facts").replaceChildren(
       ...facts.map(([term, value]) => {
-        const item = el("div", "fact");
+        const item = el("div", EXTRA.has(term) ? "fact fact-extra" : "fact");
         item.append(el("dt", "", term), el("dd", "", value));
         return item;
       }),
@@ -243,9 +298,29 @@ export class LayerDetail {
       ctx.strokeRect(col * cell - 0.5, row * cell - 0.5, cell + 1, cell + 1);
     }
     this.drawColorbar(shown.scales[d]);
+    this.drawBefore(d);
     this.drawReceptiveField();
     this.readout();
     this.volume3d.setSelected(d);
+  }
+
+  /** For RELU and POOL, slice d of the volume before, beside this one. */
+  drawBefore(d) {
+    const figure = $("before-figure");
+    const before = this.shown?.before;
+    figure.hidden = !before;
+    document.querySelector(".focus-views").classList.toggle("with-before", Boolean(before));
+    if (!before) return;
+    const canvas = $("before-canvas");
+    const size = canvas.clientWidth || 110;
+    const [h, w] = before.streamed.shape;
+    const cell = size / Math.max(h, w);
+    const ctx = fitCanvas(canvas, size, size);
+    ctx.clearRect(0, 0, size, size);
+    const scale = colorScale(before.streamed, d, this.shown.options);
+    drawPixelated(ctx, sliceCanvas(before.streamed, d, scale.palette), 0, 0, w * cell, h * cell);
+    const change = kindFamily(this.shown.layer.kind) === "relu" ? "negatives become 0" : `${h}×${w} becomes ${this.shown.volume.shape[0]}×${this.shown.volume.shape[1]}`;
+    $("before-caption").textContent = `before: ${before.layer.name}, slice ${d} (${change})`;
   }
 
   drawColorbar({ map, lo, hi, signed }) {
@@ -271,8 +346,12 @@ export class LayerDetail {
     const caption = $("rf-caption");
     const rf = this.shown?.layer.receptive_field;
     const neuron = this.hover || this.pinned;
+    if (kindFamily(this.shown?.layer.kind) === "fc" || kindFamily(this.shown?.layer.kind) === "softmax") {
+      caption.textContent = "receptive field: every input pixel";
+      return;
+    }
     if (!neuron || !rf) {
-      caption.textContent = "receptive field on the input (hover the slice)";
+      caption.textContent = `receptive field on the input (${onTouch() ? "tap" : "hover"} the slice)`;
       return;
     }
     const { top, left, bottom, right } = receptiveBox(rf, neuron.row, neuron.col, ih, iw);
@@ -294,7 +373,11 @@ export class LayerDetail {
     const shown = this.shown;
     const hover = this.hover || this.pinned;
     if (!shown || !hover) {
-      out.replaceChildren("Hover a cell to read its exact value.");
+      out.replaceChildren(
+        onTouch()
+          ? "Tap a cell to read its exact value; tap it again to see how it is computed."
+          : "Hover a cell to read its exact value.",
+      );
       return;
     }
     const d = this.slice;
@@ -322,7 +405,39 @@ export class LayerDetail {
   setHover(next) {
     if (next?.row === this.hover?.row && next?.col === this.hover?.col) return;
     this.hover = next;
-    this.onChange();
+    this.onHover();
+  }
+
+  /** Forget the inspected cell without telling anyone (a new layer or run is coming). */
+  clearHover() {
+    this.hover = null;
+  }
+
+  /** The cell under the pointer (or the keys' cursor), {row, col}, or null. */
+  hoveredCell() {
+    return this.hover ? { row: this.hover.row, col: this.hover.col } : null;
+  }
+
+  /** The neuron whose arithmetic is shown, outlined on the slice; null for none. */
+  setPinned(neuron) {
+    this.pinned = neuron;
+  }
+
+  /** Move the focus to slice d's tile, scrolled into view. */
+  focusTile(d) {
+    const tile = this.shown?.tiles[d];
+    if (!tile) return;
+    tile.focus({ preventScroll: true });
+    tile.scrollIntoView({ block: "nearest", inline: "nearest" });
+  }
+
+  redraw3d() {
+    this.volume3d.requestDraw();
+  }
+
+  /** Turn the 3D view ({yaw, pitch}, or null for the start). */
+  setAngle(angle) {
+    this.volume3d.setAngle(angle);
   }
 
   hoverAt(event) {

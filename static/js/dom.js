@@ -22,3 +22,6 @@ export function fitCanvas(canvas, cssWidth, cssHeight) {
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   return ctx;
 }
+
+/** A screen without hover (a phone, a tablet): the page's hints say "tap". */
+export const onTouch = () => typeof matchMedia === "function" && matchMedia("(hover: none)").matches;

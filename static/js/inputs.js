@@ -139,7 +139,7 @@ function setupPad(onImage, onError) {
   });
   const classify = () => {
     if (!inked) return onError("Draw a digit on the pad first.");
-    pad.toBlob((blob) => onImage(new File([blob], "drawing.png", { type: "image/png" }), { source: "drawing", model: "mnist" }));
+    pad.toBlob((blob) => onImage(new File([blob], "drawing.png", { type: "image/png" }), { source: "drawing" }));
   };
   const lift = () => {
     // Each finished stroke runs the network, so the prediction follows the pen.

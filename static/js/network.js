@@ -6,26 +6,8 @@
 
 import { boxGeometry, drawBox } from "./box3d.js";
 import { el, shapeText } from "./dom.js";
+import { kindColor, kindFamily } from "./kinds.js";
 
-const KIND_COLORS = {
-  input: "#dfe7f2",
-  conv: "#56b4e9",
-  relu: "#2fbf8f",
-  pool: "#e69f00",
-  fc: "#cc79a7",
-  softmax: "#f0e442",
-  // Imported models' kinds (model/extra_layers.py) take their family's colour.
-  conv2d: "#56b4e9",
-  maxpool: "#e69f00",
-  avgpool: "#e69f00",
-  gap: "#e69f00",
-  batchnorm: "#9ab8d8",
-  leakyrelu: "#2fbf8f",
-  sigmoid: "#2fbf8f",
-  tanh: "#2fbf8f",
-  flatten: "#cc79a7",
-  logsoftmax: "#f0e442",
-};
 const PAD = 8;
 
 export class NetworkRow {
@@ -40,7 +22,7 @@ export class NetworkRow {
     const entries = [{ index: -1, kind: "input", name: "input", shape: inputShape }, ...layers];
     this.boxes = entries.map((layer) => {
       const item = el("li", "layer-item");
-      const box = el(layer.index < 0 ? "div" : "button", `layer-box kind-${layer.kind}`);
+      const box = el(layer.index < 0 ? "div" : "button", `layer-box kind-${layer.kind} family-${kindFamily(layer.kind)}`);
       const canvas = el("canvas", "box-canvas");
       canvas.setAttribute("aria-hidden", "true");
       const label = el("span", "box-label");
@@ -56,7 +38,7 @@ export class NetworkRow {
         box.title = `The input image, ${shapeText(layer.shape)}`;
       }
       item.append(box);
-      return { index: layer.index, kind: layer.kind, shape: layer.shape, item, box, canvas, label };
+      return { index: layer.index, kind: layer.kind, color: kindColor(layer.kind), shape: layer.shape, item, box, canvas, label };
     });
     this.list.replaceChildren(...this.boxes.map((b) => b.item));
   }
@@ -136,7 +118,7 @@ export class NetworkRow {
     const g = b.geometry;
     const x = (b.cssWidth - g.fw - g.ox) / 2;
     const y = (b.cssHeight - g.fh - g.oy) / 2;
-    drawBox(ctx, dpr, x, y, g, faces, { color: KIND_COLORS[b.kind] || "#9ab", selected });
+    drawBox(ctx, dpr, x, y, g, faces, { color: b.color, selected });
     b.box.classList.toggle("arrived", Boolean(faces));
     b.box.classList.toggle("computing", computing);
   }

@@ -25,6 +25,8 @@ export function drawScores(run, classes) {
   const bars = $("score-bars");
   const prediction = $("prediction");
   const probabilities = run?.scores?.probabilities;
+  const note = $("classes-note");
+  note.hidden = !probabilities;
   if (!probabilities) {
     prediction.textContent =
       run && !run.error ? "Thinking…" : "Choose an image to see what the network thinks it is.";
@@ -38,6 +40,9 @@ export function drawScores(run, classes) {
     el("strong", "prediction-class", top.class ?? classes[top.index]),
     el("span", "prediction-prob", percent(top.probability ?? probabilities[top.index])),
   );
+  note.textContent =
+    `The network can only choose among its ${classes.length} classes: ` +
+    "a picture of anything else still gets one of them, often with a low score.";
   prediction.title = run.trained ? "" : "The model's weights are random (not trained yet): this is a guess.";
   // Ten one-character names (digits) read as well in two columns, in half the height.
   bars.classList.toggle("two-columns", classes.every((name) => String(name).length <= 2));

@@ -9,7 +9,8 @@
 
 import { COLORMAPS } from "./colormaps.js";
 
-const OPAQUE = 0xff000000;
+/** An opaque colour as one pixel of a Uint32Array over ImageData (little-endian RGBA). */
+export const rgba = (r, g, b) => (0xff000000 | (b << 16) | (g << 8) | r) >>> 0;
 
 export const valueOf = (volume, q) =>
   volume.scale.min + (q / 255) * (volume.scale.max - volume.scale.min);
@@ -31,7 +32,7 @@ function sliceRange(volume, d) {
 
 function pack(lut, t) {
   const i = 3 * Math.max(0, Math.min(255, Math.round(t * 255)));
-  return (OPAQUE | (lut[i + 2] << 16) | (lut[i + 1] << 8) | lut[i]) >>> 0;
+  return rgba(lut[i], lut[i + 1], lut[i + 2]);
 }
 
 /**
@@ -62,7 +63,7 @@ export function channelPalette(channel, channels) {
   const palette = new Uint32Array(256);
   for (let q = 0; q < 256; q++) {
     const rgb = channels === 3 ? [0, 0, 0].map((_, c) => (c === channel ? q : q >> 3)) : [q, q, q];
-    palette[q] = (OPAQUE | (rgb[2] << 16) | (rgb[1] << 8) | rgb[0]) >>> 0;
+    palette[q] = rgba(...rgb);
   }
   return palette;
 }
@@ -133,7 +134,7 @@ export function inputCanvas(input, canvas) {
       const r = src[i * depth];
       const g = depth === 3 ? src[i * depth + 1] : r;
       const b = depth === 3 ? src[i * depth + 2] : r;
-      pixels[i] = (OPAQUE | (b << 16) | (g << 8) | r) >>> 0;
+      pixels[i] = rgba(r, g, b);
     }
   });
 }

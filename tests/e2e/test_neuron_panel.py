@@ -19,10 +19,6 @@ viewer = test_viewer.viewer
 
 pytestmark = pytest.mark.browser
 
-REASON_MERGED = (
-    "open: fails since issues 13, 15, 16, 18, 19 and 20 were merged into one page on "
-    "2026-12-01 (each passed on its own branch); see the stop-11 note"
-)
 
 SAMPLE = "?model=cifar10&sample=cifar10-cat-0000"
 
@@ -54,7 +50,6 @@ def expect_neuron(viewer: Viewer, run_id: str, kind: str, layer: int, row: int, 
     expect(viewer.page.locator("#neuron-result")).to_contain_text("add up to this very number")
 
 
-@pytest.mark.xfail(reason=REASON_MERGED, strict=False)
 def test_a_conv_neuron_steps_moves_and_comes_back_from_the_url(viewer: Viewer) -> None:
     page = viewer.page
     viewer.open(f"{SAMPLE}&layer=5&slice=3")
@@ -136,7 +131,6 @@ def test_the_fc_and_softmax_neurons_show_their_terms_and_division(viewer: Viewer
     assert viewer.query()["neuron"] == "0,0" and viewer.query()["layer"] == "16"
 
 
-@pytest.mark.xfail(reason=REASON_MERGED, strict=False)
 @pytest.mark.parametrize("presenter", [False, True])
 def test_the_panel_at_projector_size(viewer: Viewer, presenter: bool) -> None:
     """The panel on a 1280x720 screen: it fits the width, and (with CONVSCOPE_SCREENSHOTS

@@ -17,10 +17,6 @@ from tests.e2e.test_viewer import viewer_on as viewer_on  # noqa: F401  (the fix
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-REASON_MERGED = (
-    "open: fails since issues 13, 15, 16, 18, 19 and 20 were merged into one page on "
-    "2026-12-01 (each passed on its own branch); see the stop-11 note"
-)
 PHONE = {"width": 390, "height": 844}
 SHOTS = os.environ.get("CONVSCOPE_SCREENSHOTS")
 
@@ -43,7 +39,6 @@ def followed(followers: list[Viewer], key: str, value: str) -> float:
     return time.perf_counter() - started
 
 
-@pytest.mark.xfail(reason=REASON_MERGED, strict=False)
 def test_a_class_follows_the_presenter_and_sends_a_digit(viewer_on, live_server: str) -> None:
     presenter = viewer_on(live_server)
     presenter.open("?model=mnist")

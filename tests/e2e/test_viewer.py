@@ -467,7 +467,6 @@ def _pixels(page: Page, selector: str) -> str:
     )
 
 
-@pytest.mark.xfail(reason=REASON_MERGED, strict=False)
 def test_colour_map_scale_and_3d_view_respond(viewer: Viewer) -> None:
     viewer.open("?model=cifar10&sample=cifar10-frog-0000&layer=1&slice=4")
     viewer.wait_for_run("cifar10")
@@ -479,21 +478,21 @@ def test_colour_map_scale_and_3d_view_respond(viewer: Viewer) -> None:
     assert _pixels(page, tile) != before
 
     # relu1 is non-negative: one scale per layer runs from 0 to the layer's maximum.
-    expect(page.locator(".colorbar-min")).to_have_text("0")
-    layer_max = page.locator(".colorbar-max").inner_text()
+    expect(page.locator("#colorbar .colorbar-min")).to_have_text("0")
+    layer_max = page.locator("#colorbar .colorbar-max").inner_text()
     page.locator('input[name="scale"][value="slice"]').check()
     page.locator('#slice-grid .slice-tile[data-slice="4"]').click()
     page.keyboard.press("ArrowDown")
     expect(page.locator('#slice-grid .slice-tile[aria-selected="true"]')).to_have_attribute(
         "data-slice", "5"
     )
-    per_slice = page.locator(".colorbar-max").inner_text()
+    per_slice = page.locator("#colorbar .colorbar-max").inner_text()
     assert float(per_slice) <= float(layer_max)
 
     # conv layers are signed: a diverging map centred on zero.
     page.keyboard.press("ArrowLeft")
     expect(page.locator("#detail-title")).to_contain_text("conv1")
-    expect(page.locator(".colorbar-zero")).to_have_text("0")
+    expect(page.locator("#colorbar .colorbar-zero")).to_have_text("0")
     expect(page.locator("#colorbar")).to_have_attribute("title", re.compile("^Cool"))
 
     # Dragging turns the 3D view.
@@ -508,7 +507,6 @@ def test_colour_map_scale_and_3d_view_respond(viewer: Viewer) -> None:
     assert _pixels(page, "#volume-canvas") != turned_from
 
 
-@pytest.mark.xfail(reason=REASON_MERGED, strict=False)
 @pytest.mark.parametrize(
     ("width", "height", "presenter"),
     [(1280, 720, False), (1920, 1080, False), (1280, 720, True), (1920, 1080, True)],
