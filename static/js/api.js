@@ -55,13 +55,12 @@ export function getAttribution(runId, method, params, signal) {
 /** How one neuron's number was computed: its parts, by layer kind. */
 export const getNeuron = (runId, index, row, col, depth, signal) =>
   getJson(`/api/runs/${encodeURIComponent(runId)}/layers/${index}/neurons/${row}/${col}/${depth}`, signal);
-/** A layer's exact float32 volume from its .npy (a tenth of the JSON's bytes and no
- * JSON.parse: a 224x224x64 layer's JSON is 40 MB and would block the page for a second):
- * {shape: [H, W, D], at(row, col, depth)}. */
-export async function getLayerArray(runId, index, signal) {
+/** One depth slice of a layer, exact: {shape: [H, W], data: Float32Array (row-major)}
+ * from the slice's .npy, a D-th of the layer's bytes. */
+export async function getSliceArray(runId, index, depth, signal) {
   let response;
   try {
-    response = await fetch(`/api/runs/${encodeURIComponent(runId)}/layers/${index}.npy`, { signal });
+    response = await fetch(`/api/runs/${encodeURIComponent(runId)}/layers/${index}.npy?slice=${depth}`, { signal });
   } catch (error) {
     if (error.name === "AbortError") throw error;
     throw new ApiError("The server cannot be reached. Is it still running?");

@@ -209,7 +209,6 @@ function renderDetail(run) {
     slice: state.slice,
     options: colorOptions(),
   });
-  requestValues(state.layer);
 }
 
 function setStatus(text, busy = false) {
@@ -267,26 +266,6 @@ function hideError() {
 
 // --- runs ---------------------------------------------------------------------------------------------
 
-/** Exact values come from the layer's .npy, fetched once per selected layer; the server
- * keeps a run for fetching once its scores line has been sent. */
-function requestValues(index) {
-  const run = currentRun();
-  if (!run?.id || !run.scores || !run.layers[index] || run.values.has(index)) return;
-  const entry = { values: null, error: null };
-  run.values.set(index, entry);
-  api
-    .getLayerArray(run.id, index, run.controller.signal)
-    .then((array) => {
-      entry.values = array;
-    })
-    .catch((error) => {
-      if (error.name !== "AbortError") entry.error = error.message;
-    })
-    .finally(() => {
-      if (state.run === run && state.layer === index) detail.readout();
-    });
-}
-
 function receive(run, message) {
   if (state.run !== run) return;
   if (message.type === "run") {
@@ -309,7 +288,7 @@ function receive(run, message) {
   } else if (message.type === "scores") {
     run.scores = message;
     dirty.scores = dirty.neuron = true;
-    requestValues(state.layer);
+    detail.readout(); // the run is stored now: the readout may fetch exact values
     notifyView();
     if (!run.fromSession) session.onOwnImage?.();
   }
@@ -333,7 +312,6 @@ async function startRun(file, info = {}) {
     controller: new AbortController(),
     layers: [],
     drawn: new Set(),
-    values: new Map(),
     faces: new Map(),
     layerCount: layersOf().length,
     classes: modelInfo().classes,
@@ -609,6 +587,9 @@ async function main() {
   $("model-select").addEventListener("change", (event) => {
     state.sample = null;
     setModel(event.target.value);
+    // Digits are drawn, photos picked; an Upload or Camera tab the user chose stays.
+    const tab = document.querySelector('[role="tab"][aria-selected="true"]')?.id;
+    if (tab === "tab-samples" || tab === "tab-draw") inputs.selectTab(modelInfo().input[2] === 1 ? "draw" : "samples");
   });
   $("model-form").addEventListener("submit", (event) => event.preventDefault());
   new ResizeObserver(relayout).observe($("layer-row").parentElement);

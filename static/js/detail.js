@@ -8,6 +8,8 @@ import { weightsPngUrl } from "./api.js";
 import { VolumeView } from "./box3d.js";
 import { COLORMAPS, cssGradient } from "./colormaps.js";
 import { $, clamp, el, fitCanvas, shapeText } from "./dom.js";
+import { cellValue } from "./exact.js";
+import { float32Text, shortValue } from "./numbers.js";
 import { colorScale, drawPixelated, formatValue, sliceCanvas } from "./volume.js";
 
 const EMPTY =
@@ -60,6 +62,8 @@ export class LayerDetail {
     this.hover = null; // {row, col}
     this.run = null;
     this.slice = 0;
+    this.exactDigits = false;
+    this.addExactToggle();
     this.volume3d = new VolumeView($("volume-canvas"));
     const canvas = $("slice-canvas");
     canvas.addEventListener("pointermove", (event) => this.hoverAt(event));
@@ -288,7 +292,7 @@ export class LayerDetail {
     caption.textContent = `receptive field: rows ${top}–${bottom}, cols ${left}–${right} (${rf.size}×${rf.size})`;
   }
 
-  /** The inspected cell's position and exact value (from the layer's .json, once fetched). */
+  /** The inspected cell's position and value (exact once its slice is fetched: exact.js). */
   readout() {
     const out = $("hover-readout");
     const shown = this.shown;
@@ -298,18 +302,38 @@ export class LayerDetail {
       return;
     }
     const d = this.slice;
-    const entry = this.run?.values.get(shown.index);
+    const cell = cellValue(this.run, shown.index, hover.row, hover.col, d, () => this.readout());
     const where = el("span", "readout-where", `${shown.layer.name} [row ${hover.row}, col ${hover.col}, depth ${d}]`);
     const value = el("strong", "readout-value");
     value.id = "hover-value";
-    if (entry?.values) {
-      const exact = entry.values.at(hover.row, hover.col, d);
-      value.textContent = String(exact);
+    if (cell.exact !== undefined) {
+      const exact = cell.exact;
+      value.textContent = this.exactDigits ? float32Text(exact) : shortValue(exact);
+      value.title = `exactly ${float32Text(exact)}`;
       Object.assign(value.dataset, { value: String(exact), row: hover.row, col: hover.col, depth: d });
+    } else if (cell.approx !== null) {
+      // The stream's value (a byte a number) until the exact one arrives.
+      value.textContent = `≈ ${shortValue(cell.approx)}`;
+      value.title = cell.error || "about: the exact value is on its way";
     } else {
-      value.textContent = entry?.error || "loading…";
+      value.textContent = cell.error || "loading…";
     }
     out.replaceChildren(where, " = ", value);
+  }
+
+  /** A button after the readout: every digit of the float32, or four significant ones. */
+  addExactToggle() {
+    const button = el("button", "button button-small readout-exact", "exact");
+    button.id = "readout-exact";
+    button.type = "button";
+    button.title = "Show every digit of the value (the float32 the network computed)";
+    button.setAttribute("aria-pressed", "false");
+    button.addEventListener("click", () => {
+      this.exactDigits = !this.exactDigits;
+      button.setAttribute("aria-pressed", String(this.exactDigits));
+      this.readout();
+    });
+    $("hover-readout").after(button);
   }
 
   sliceLayout() {

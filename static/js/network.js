@@ -50,7 +50,8 @@ export class NetworkRow {
       if (layer.index >= 0) {
         box.type = "button";
         box.title = `${layer.name}: ${layer.summary || layer.kind}`;
-        box.setAttribute("aria-label", `${layer.name}, ${layer.kind}, ${shapeText(layer.shape)}`);
+        // The visible words first, so that a voice command naming them finds the button.
+        box.setAttribute("aria-label", `${layer.kind.toUpperCase()} ${shapeText(layer.shape)}, ${layer.name}`);
         box.addEventListener("click", () => this.onSelect(layer.index));
       } else {
         box.title = `The input image, ${shapeText(layer.shape)}`;
