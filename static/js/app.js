@@ -206,6 +206,7 @@ function renderDetail(run) {
     before: state.layer === 0 ? modelInfo().input : layersOf()[state.layer - 1].shape,
     input: layersOf()[0].shape,
     modelId: state.model,
+    modelClasses: modelInfo().classes,
     slice: state.slice,
     options: colorOptions(),
   });
@@ -314,7 +315,7 @@ async function startRun(file, info = {}) {
     drawn: new Set(),
     faces: new Map(),
     layerCount: layersOf().length,
-    classes: modelInfo().classes,
+    modelClasses: modelInfo().classes,
     trained: modelInfo().trained,
     started: performance.now(),
     originalUrl: info.url || URL.createObjectURL(file),

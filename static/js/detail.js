@@ -1,14 +1,14 @@
 /**
  * The selected layer in detail: its facts, every depth slice as a tile, one slice enlarged
  * (hover or arrow keys read a cell's exact value and outline its receptive field on the
- * input), the volume in 3D, and the filters of conv and fc layers.
+ * input), the volume in 3D, and the filters of conv and fc layers (filters.js).
  */
 
-import { weightsPngUrl } from "./api.js";
 import { VolumeView } from "./box3d.js";
 import { COLORMAPS, cssGradient } from "./colormaps.js";
 import { $, clamp, el, fitCanvas, shapeText } from "./dom.js";
 import { cellValue } from "./exact.js";
+import { FilterView } from "./filters.js";
 import { float32Text, shortValue } from "./numbers.js";
 import { colorScale, drawPixelated, formatValue, sliceCanvas } from "./volume.js";
 
@@ -62,6 +62,7 @@ export class LayerDetail {
     this.hover = null; // {row, col}
     this.run = null;
     this.slice = 0;
+    this.filters = new FilterView();
     this.exactDigits = false;
     this.addExactToggle();
     this.volume3d = new VolumeView($("volume-canvas"));
@@ -84,13 +85,13 @@ export class LayerDetail {
    * Everything about `layer` (from /api/models); `streamed` is its volume once it arrived,
    * `waiting` whether a run is still on its way, `before` the shape of the volume it reads.
    */
-  render({ layer, streamed, run, waiting, before, input, modelId, slice, options }) {
+  render({ layer, streamed, run, waiting, before, input, modelId, modelClasses, slice, options }) {
     $("detail-title").replaceChildren(
       el("span", `kind-tag kind-${layer.kind}`, layer.name),
       el("span", "layer-summary", layer.summary || layer.kind.toUpperCase()),
     );
     this.renderFacts(layer, streamed, input);
-    this.renderFilters(layer, before, modelId);
+    this.filters.show({ layer, before, modelId, slice, classes: run?.classes || modelClasses });
     $("detail-grid").hidden = !streamed;
     document.querySelector(".detail-controls").hidden = !streamed;
     const empty = $("detail-empty");
@@ -167,38 +168,10 @@ export class LayerDetail {
     );
   }
 
-  /** Filters of conv layers, weights of fc layers, as the server draws them. */
-  renderFilters(layer, [h, w, d], modelId) {
-    const section = $("filters");
-    const conv = layer.kind === "conv" || layer.kind === "conv2d";
-    if (!conv && layer.kind !== "fc") {
-      section.hidden = true;
-      return;
-    }
-    const size = layer.kernel ? layer.kernel.join("×") : `${layer.size || "?"}×${layer.size || "?"}`;
-    const depth = layer.groups > 1 ? 1 : d;
-    const count = layer.shape[2];
-    $("filters-title").textContent = conv ? "Filters" : "Weights";
-    $("filters-caption").textContent =
-      conv
-        ? `${count} filters, each ${size}×${depth}: filter k makes depth slice k of this layer ` +
-          "by sliding over the volume before it. " +
-          (depth === 3 ? "Each is drawn as a small colour picture." : "One row per filter, blue < 0 < red.")
-        : `One row per output (${count}), one ${h}×${w} tile per depth slice of the ${h}×${w}×${d} ` +
-          "volume before it: what each class score adds up. Blue is negative, red positive.";
-    const image = $("filters-image");
-    const url = weightsPngUrl(modelId, layer.index);
-    if (image.dataset.src !== url) {
-      image.dataset.src = url;
-      image.src = url;
-    }
-    image.alt = `The ${count} ${conv ? "filters" : "weight rows"} of ${layer.name}`;
-    section.hidden = false;
-  }
-
   /** The selected slice enlarged, its colour bar, the receptive field and the readout. */
   drawFocus(run, slice) {
     this.run = run;
+    this.filters.setSlice(slice);
     const shown = this.shown;
     if (!shown) return;
     const d = clamp(slice, 0, shown.sources.length - 1);
