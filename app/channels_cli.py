@@ -14,6 +14,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from app.cli_help import HelpFormatter
+
 
 def add_index_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -27,7 +29,7 @@ def add_index_parser(subparsers) -> None:
 examples:
   convscope index --model cifar10 --data ../shared/datasets/cifar10-jpg.tar.gz
   convscope index --model mnist --data ../shared/datasets/mnist""",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--model", required=True, help="shipped model id: cifar10, mnist or cs231n")
     parser.add_argument("--data", required=True, help="dataset path (see convscope train)")
@@ -109,7 +111,7 @@ def add_visualize_parser(subparsers) -> None:
 examples:
   convscope visualize --model cifar10
   convscope visualize --model mnist --layers 0,3 --steps 128""",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--model", required=True, help="shipped model id: cifar10, mnist or cs231n")
     parser.add_argument(

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from app import __version__, serve_options
 from app.channels_cli import add_index_parser, add_visualize_parser
+from app.cli_help import HelpFormatter
 from app.cli_import import add_import_parser
 from app.explain import add_explain_parser
 from app.settings import Settings
@@ -48,8 +49,10 @@ def add_serve_parser(subparsers: Subparsers) -> None:
 examples:
   convscope serve                              http://127.0.0.1:8000, this machine only
   convscope serve --host 0.0.0.0 --port 8080   reachable from the classroom network
-  convscope serve --workers 4                  four processes, for many students at once""",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+  convscope serve --workers 4                  four processes, for many students at once
+  convscope serve --host 0.0.0.0 --ssl-keyfile key.pem --ssl-certfile cert.pem
+                                               https: cameras on students' phones work""",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--host", help="address to listen on (default: $CONVSCOPE_HOST or 127.0.0.1)"
@@ -70,7 +73,11 @@ examples:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    options = serve_options.uvicorn_options(args)
+    try:
+        options = serve_options.uvicorn_options(args)
+    except serve_options.OptionError as error:
+        print(f"convscope serve: {error}", file=sys.stderr)
+        return 2
     settings = Settings()
     # An import string and a factory, so that each worker process builds its own app.
     uvicorn.run(
@@ -97,7 +104,7 @@ examples:
   convscope train --model mnist --data ../shared/datasets/mnist
   convscope train --model cs231n --data ../shared/datasets/cifar10-jpg.tar.gz
   convscope train --model cifar10 --data DATA --resume     continue after an interruption""",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--model", required=True, help="architecture id: cifar10, mnist or cs231n")
     parser.add_argument(
@@ -168,7 +175,7 @@ def add_eval_parser(subparsers: Subparsers) -> None:
 examples:
   convscope eval --model cifar10 --data ../shared/datasets/cifar10-jpg.tar.gz
   convscope eval --model mnist --data ../shared/datasets/mnist --json""",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--model", required=True, help="model id: cifar10, mnist, cs231n or an imported one"
@@ -225,7 +232,7 @@ def add_forward_parser(subparsers: Subparsers) -> None:
 examples:
   convscope forward cat.jpg --model cifar10 --out layers/
   convscope forward digit.png --model mnist --out digit/ --colormap gray""",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("image", help="JPEG, PNG, GIF, WebP, BMP or TIFF file")
     parser.add_argument("--model", required=True, help="shipped model id: cifar10, mnist or cs231n")
@@ -281,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="convscope",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)

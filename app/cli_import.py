@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app.cli_help import HelpFormatter
+
 EPILOG = """\
 examples:
   convscope import net.onnx --id mynet --classes cat,dog
@@ -41,7 +43,7 @@ def add_import_parser(subparsers: Any) -> None:
         "it into the models directory, where `convscope serve` finds it. The network sees "
         "(pixel - mean) / std, pixels on the 0-255 scale.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("onnx", help="the .onnx file")
     parser.add_argument("--id", required=True, help="the model's id on the page and in the API")

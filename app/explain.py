@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app.cli_help import HelpFormatter
+
 # model.attributions.METHODS, named here so that --help need not import NumPy.
 METHODS = ("saliency", "smoothgrad", "integrated-gradients", "gradcam", "occlusion")
 
@@ -40,7 +42,7 @@ def add_explain_parser(subparsers: Any) -> None:
         description="Explain one class's score for one image with an attribution method, "
         "and write the map over the network's input as a PNG heat map.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("image", help="JPEG, PNG, GIF, WebP, BMP or TIFF file")
     parser.add_argument("--model", required=True, help="shipped model id: cifar10, mnist or cs231n")

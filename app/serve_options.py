@@ -10,6 +10,10 @@
   Retry-After); uvicorn's own, which also counts idle connections and answers a bare 503,
   is set to twice that, as the bound on open connections.
 
+- --ssl-keyfile and --ssl-certfile (both or neither) serve https, as uvicorn's options of
+  the same names: browsers let a page use the camera only on https or on localhost, so
+  students' phones need https to photograph.
+
 The options are handed to every worker process through CONVSCOPE_* variables, which the
 app's Settings read.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import Any
 
 from app.settings import Settings
@@ -44,10 +49,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="httptools",
         help="HTTP parser; both bound request headers (default: httptools, the faster)",
     )
+    parser.add_argument(
+        "--ssl-keyfile",
+        metavar="FILE",
+        help="serve https with this private key (PEM), together with --ssl-certfile: "
+        "cameras on other devices work only over https",
+    )
+    parser.add_argument(
+        "--ssl-certfile", metavar="FILE", help="the certificate (PEM) for --ssl-keyfile"
+    )
+
+
+class OptionError(ValueError):
+    """Options that cannot work together; the message says why."""
+
+
+def _ssl_options(args: argparse.Namespace) -> dict[str, str]:
+    key, cert = args.ssl_keyfile, args.ssl_certfile
+    if not key and not cert:
+        return {}
+    if not (key and cert):
+        raise OptionError("https needs both --ssl-keyfile and --ssl-certfile.")
+    for option, path in (("--ssl-keyfile", key), ("--ssl-certfile", cert)):
+        if not Path(path).is_file():
+            raise OptionError(f"{option} {path}: there is no such file.")
+    return {"ssl_keyfile": key, "ssl_certfile": cert}
 
 
 def uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments for uvicorn.run; sets the CONVSCOPE_* variables the workers read."""
+    """Keyword arguments for uvicorn.run; sets the CONVSCOPE_* variables the workers read.
+    Raises OptionError (a sentence) for options that cannot work together."""
+    ssl = _ssl_options(args)
     if args.timeout_keep_alive is not None:
         os.environ["CONVSCOPE_TIMEOUT_KEEP_ALIVE"] = str(args.timeout_keep_alive)
     if args.limit_concurrency is not None:
@@ -57,6 +89,7 @@ def uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
         "http": "app.bounded_http:BoundedHttpToolsProtocol" if args.http == "httptools" else "h11",
         "timeout_keep_alive": settings.timeout_keep_alive,
         "limit_concurrency": 2 * settings.limit_concurrency,
+        **ssl,
     }
     if args.http == "h11":
         options["h11_max_incomplete_event_size"] = settings.max_header_bytes

@@ -236,11 +236,29 @@ async def get_layer_json(
     response_class=Response,
     responses={200: NPY, 404: GONE},
 )
-def get_layer_npy(store: RunStoreDep, run_id: str, index: int) -> Response:
-    """The layer's volume as a .npy file: float32, shape (H, W, D); np.load reads it."""
+def get_layer_npy(
+    store: RunStoreDep,
+    run_id: str,
+    index: int,
+    slice: Annotated[
+        int | None,
+        Query(ge=0, description="One depth slice, shape (H, W); the whole volume if absent."),
+    ] = None,
+) -> Response:
+    """The layer's volume as a .npy file: float32, shape (H, W, D); np.load reads it. With
+    `slice`, one depth slice (H, W): what the page's hover readout fetches, a D-th the bytes."""
     (volume, info), expires = read_run(store, run_id, layer_reader(run_id, index))
+    depth = volume.shape[2]
+    if slice is not None and slice >= depth:
+        raise HTTPException(
+            404, f"Layer {index} has depth slices 0 to {depth - 1}; there is no slice {slice}."
+        )
     buffer = io.BytesIO()
-    np.save(buffer, volume, allow_pickle=False)
-    name = f"{run_id}-{index}-{info['name']}.npy"
+    if slice is None:
+        np.save(buffer, volume, allow_pickle=False)
+        name = f"{run_id}-{index}-{info['name']}.npy"
+    else:
+        np.save(buffer, np.ascontiguousarray(volume[:, :, slice]), allow_pickle=False)
+        name = f"{run_id}-{index}-{info['name']}-slice{slice}.npy"
     headers = {**cache_headers(expires), "Content-Disposition": f'attachment; filename="{name}"'}
     return Response(buffer.getvalue(), media_type="application/octet-stream", headers=headers)

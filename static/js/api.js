@@ -55,13 +55,11 @@ export function getAttribution(runId, method, params, signal) {
 /** How one neuron's number was computed: its parts, by layer kind. */
 export const getNeuron = (runId, index, row, col, depth, signal) =>
   getJson(`/api/runs/${encodeURIComponent(runId)}/layers/${index}/neurons/${row}/${col}/${depth}`, signal);
-/** A layer's exact float32 volume from its .npy (a tenth of the JSON's bytes and no
- * JSON.parse: a 224x224x64 layer's JSON is 40 MB and would block the page for a second):
- * {shape: [H, W, D], at(row, col, depth)}. */
-export async function getLayerArray(runId, index, signal) {
+/** A float32 .npy from `url`, parsed: {shape, data, at}. */
+async function getNpy(url, signal) {
   let response;
   try {
-    response = await fetch(`/api/runs/${encodeURIComponent(runId)}/layers/${index}.npy`, { signal });
+    response = await fetch(url, { signal });
   } catch (error) {
     if (error.name === "AbortError") throw error;
     throw new ApiError("The server cannot be reached. Is it still running?");
@@ -69,6 +67,11 @@ export async function getLayerArray(runId, index, signal) {
   if (!response.ok) throw await errorFrom(response);
   return parseNpy(await response.arrayBuffer());
 }
+
+/** One depth slice of a layer, exact: {shape: [H, W], data: Float32Array (row-major)}
+ * from the slice's .npy, a D-th of the layer's bytes. */
+export const getSliceArray = (runId, index, depth, signal) =>
+  getNpy(`/api/runs/${encodeURIComponent(runId)}/layers/${index}.npy?slice=${depth}`, signal);
 
 /** A little-endian float32, C-order .npy file (what the server writes) as an accessor. */
 export function parseNpy(buffer) {
@@ -87,8 +90,12 @@ export function parseNpy(buffer) {
   return { shape, data, at: (row, col, depth) => data[(row * w + col) * d + depth] };
 }
 
-export const weightsPngUrl = (modelId, index) =>
-  `/api/models/${encodeURIComponent(modelId)}/layers/${index}/weights.png`;
+/** A conv or fc layer's weights, exact, from weights.npy: all of them, (F, C, KH, KW) or
+ * (out, in); or with `filter` a number, that one, (C, KH, KW) or (in,). {shape, data}. */
+export function getWeightsArray(modelId, index, filter, signal) {
+  const query = filter === null || filter === undefined ? "" : `?filter=${filter}`;
+  return getNpy(`/api/models/${encodeURIComponent(modelId)}/layers/${index}/weights.npy${query}`, signal);
+}
 
 /** Base64 to bytes (uint8 volumes and images in the stream); bytes that readLines has
  * already decoded (a "uint8-split" layer) come back as they are. */

@@ -215,10 +215,10 @@ function renderDetail(run) {
     before: state.layer === 0 ? modelInfo().input : layersOf()[state.layer - 1].shape,
     input: modelInfo().input,
     modelId: state.model,
+    modelClasses: modelInfo().classes,
     slice: state.slice,
     options: colorOptions(),
   });
-  requestValues(state.layer);
 }
 
 function setStatus(text, busy = false) {
@@ -287,26 +287,6 @@ const uploadAgain = {
 
 // --- runs ---------------------------------------------------------------------------------------------
 
-/** Exact values come from the layer's .npy, fetched once per selected layer; the server
- * keeps a run for fetching once its scores line has been sent. */
-function requestValues(index) {
-  const run = currentRun();
-  if (!run?.id || !run.scores || !run.layers[index] || run.values.has(index)) return;
-  const entry = { values: null, error: null };
-  run.values.set(index, entry);
-  api
-    .getLayerArray(run.id, index, run.controller.signal)
-    .then((array) => {
-      entry.values = array;
-    })
-    .catch((error) => {
-      if (error.name !== "AbortError") entry.error = error.message;
-    })
-    .finally(() => {
-      if (state.run === run && state.layer === index) detail.readout();
-    });
-}
-
 /** A pending run's first line: it takes the screen from the run shown before. */
 function takeScreen(run) {
   if (state.pending !== run) return;
@@ -335,7 +315,7 @@ function receive(run, message) {
   if (changed.layer === state.layer || changed.layer === state.layer - 1) dirty.detail = true;
   if (changed.scores) {
     dirty.scores = dirty.neuron = true;
-    requestValues(state.layer);
+    detail.readout(); // the run is stored now: the readout may fetch exact values
     writeUrl();
     if (!run.fromSession) session.onOwnImage?.();
   }

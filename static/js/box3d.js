@@ -85,6 +85,15 @@ export function drawBox(ctx, dpr, x, y, geometry, faces, { color, selected = fal
 }
 
 const DEFAULT_VIEW = { yaw: -0.62, pitch: 0.38 };
+const MAX_EXTENT = 6.9;
+
+/** How far the stacked slices reach along depth (the slice's larger side is 1), for the
+ * spread slider's value in [0, 1]: in proportion to it over the whole slider, for any
+ * depth (deep volumes reach further, but never with a stop part-way along the slider). */
+export function stackExtent(spread, depth) {
+  if (depth <= 1) return 0;
+  return spread * Math.min(MAX_EXTENT, 2.4 * Math.sqrt(depth - 1));
+}
 
 /**
  * A volume's slices stacked along depth, turned by dragging (pointer events) and drawn in
@@ -179,7 +188,7 @@ export class VolumeView {
     const [h, w, depth] = this.shape;
     // World units: the larger of width and height is 1; depth spans `extent`.
     const unit = 1 / Math.max(h, w);
-    const extent = depth > 1 ? Math.min(2.4, 0.5 + this.spread * Math.sqrt(depth)) : 0;
+    const extent = stackExtent(this.spread, depth);
     const gap = depth > 1 ? extent / (depth - 1) : 0;
     const { yaw, pitch } = this.view;
     const [cy, sy, cp, sp] = [Math.cos(yaw), Math.sin(yaw), Math.cos(pitch), Math.sin(pitch)];

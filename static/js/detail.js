@@ -1,14 +1,16 @@
 /**
  * The selected layer in detail: its facts, every depth slice as a tile, one slice enlarged
  * (hover or arrow keys read a cell's exact value and outline its receptive field on the
- * input), the volume in 3D, and the filters of conv and fc layers.
+ * input), the volume in 3D, and the filters of conv and fc layers (filters.js).
  */
 
-import { weightsPngUrl } from "./api.js";
 import { VolumeView } from "./box3d.js";
 import { COLORMAPS, cssGradient } from "./colormaps.js";
 import { $, clamp, el, fitCanvas, onTouch, shapeText } from "./dom.js";
+import { cellValue } from "./exact.js";
+import { FilterView } from "./filters.js";
 import { isClassVector, kindFamily, lesson, showsBefore } from "./kinds.js";
+import { float32Text, shortValue } from "./numbers.js";
 import { colorScale, drawPixelated, formatValue, sliceCanvas, valueOf } from "./volume.js";
 
 const EMPTY =
@@ -81,6 +83,9 @@ export class LayerDetail {
     this.hover = null; // {row, col}
     this.run = null;
     this.slice = 0;
+    this.filters = new FilterView();
+    this.exactDigits = false;
+    this.addExactToggle();
     this.volume3d = new VolumeView($("volume-canvas"), { onTurn });
     const canvas = $("slice-canvas");
     canvas.addEventListener("pointermove", (event) => {
@@ -127,14 +132,14 @@ export class LayerDetail {
    * Everything about `layer` (from /api/models); `streamed` is its volume once it arrived,
    * `waiting` whether a run is still on its way, `before` the shape of the volume it reads.
    */
-  render({ layer, streamed, previous, run, waiting, before, input, modelId, slice, options }) {
+  render({ layer, streamed, previous, run, waiting, before, input, modelId, modelClasses, slice, options }) {
     $("detail-title").replaceChildren(
       el("span", `kind-tag kind-${layer.kind} family-${kindFamily(layer.kind)}`, layer.name),
       el("span", "layer-summary", layer.summary || layer.kind.toUpperCase()),
     );
     $("layer-lesson").textContent = lesson(layer, before);
     this.renderFacts(layer, streamed, input, Boolean(run?.replayOf));
-    this.renderFilters(layer, before, modelId);
+    this.filters.show({ layer, before, modelId, slice, classes: run?.classes || modelClasses });
     $("detail-grid").hidden = !streamed;
     document.querySelector(".detail-controls").hidden = !streamed;
     const empty = $("detail-empty");
@@ -218,38 +223,10 @@ export class LayerDetail {
     );
   }
 
-  /** Filters of conv layers, weights of fc layers, as the server draws them. */
-  renderFilters(layer, [h, w, d], modelId) {
-    const section = $("filters");
-    const conv = layer.kind === "conv" || layer.kind === "conv2d";
-    if (!conv && layer.kind !== "fc") {
-      section.hidden = true;
-      return;
-    }
-    const size = layer.kernel ? layer.kernel.join("×") : `${layer.size || "?"}×${layer.size || "?"}`;
-    const depth = layer.groups > 1 ? 1 : d;
-    const count = layer.shape[2];
-    $("filters-title").textContent = conv ? "Filters" : "Weights";
-    $("filters-caption").textContent =
-      conv
-        ? `${count} filters, each ${size}×${depth}: filter k makes depth slice k of this layer ` +
-          "by sliding over the volume before it. " +
-          (depth === 3 ? "Each is drawn as a small colour picture." : "One row per filter, blue < 0 < red.")
-        : `One row per output (${count}), one ${h}×${w} tile per depth slice of the ${h}×${w}×${d} ` +
-          "volume before it: what each class score adds up. Blue is negative, red positive.";
-    const image = $("filters-image");
-    const url = weightsPngUrl(modelId, layer.index);
-    if (image.dataset.src !== url) {
-      image.dataset.src = url;
-      image.src = url;
-    }
-    image.alt = `The ${count} ${conv ? "filters" : "weight rows"} of ${layer.name}`;
-    section.hidden = false;
-  }
-
   /** The selected slice enlarged, its colour bar, the receptive field and the readout. */
   drawFocus(run, slice) {
     this.run = run;
+    this.filters.setSlice(slice);
     const shown = this.shown;
     if (!shown) return;
     const d = clamp(slice, 0, shown.sources.length - 1);
@@ -367,7 +344,7 @@ export class LayerDetail {
     caption.textContent = `receptive field: rows ${top}–${bottom}, cols ${left}–${right} (${rf.size}×${rf.size})`;
   }
 
-  /** The inspected cell's position and exact value (from the layer's .json, once fetched). */
+  /** The inspected cell's position and value (exact once its slice is fetched: exact.js). */
   readout() {
     const out = $("hover-readout");
     const shown = this.shown;
@@ -381,18 +358,38 @@ export class LayerDetail {
       return;
     }
     const d = this.slice;
-    const entry = this.run?.values.get(shown.index);
+    const cell = cellValue(this.run, shown.index, hover.row, hover.col, d, () => this.readout());
     const where = el("span", "readout-where", `${shown.layer.name} [row ${hover.row}, col ${hover.col}, depth ${d}]`);
     const value = el("strong", "readout-value");
     value.id = "hover-value";
-    if (entry?.values) {
-      const exact = entry.values.at(hover.row, hover.col, d);
-      value.textContent = String(exact);
+    if (cell.exact !== undefined) {
+      const exact = cell.exact;
+      value.textContent = this.exactDigits ? float32Text(exact) : shortValue(exact);
+      value.title = `exactly ${float32Text(exact)}`;
       Object.assign(value.dataset, { value: String(exact), row: hover.row, col: hover.col, depth: d });
+    } else if (cell.approx !== null) {
+      // The stream's value (a byte a number) until the exact one arrives.
+      value.textContent = `≈ ${shortValue(cell.approx)}`;
+      value.title = cell.error || "about: the exact value is on its way";
     } else {
-      value.textContent = entry?.error || "loading…";
+      value.textContent = cell.error || "loading…";
     }
     out.replaceChildren(where, " = ", value);
+  }
+
+  /** A button after the readout: every digit of the float32, or four significant ones. */
+  addExactToggle() {
+    const button = el("button", "button button-small readout-exact", "exact");
+    button.id = "readout-exact";
+    button.type = "button";
+    button.title = "Show every digit of the value (the float32 the network computed)";
+    button.setAttribute("aria-pressed", "false");
+    button.addEventListener("click", () => {
+      this.exactDigits = !this.exactDigits;
+      button.setAttribute("aria-pressed", String(this.exactDigits));
+      this.readout();
+    });
+    $("hover-readout").after(button);
   }
 
   sliceLayout() {

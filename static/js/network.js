@@ -26,13 +26,16 @@ export class NetworkRow {
       const canvas = el("canvas", "box-canvas");
       canvas.setAttribute("aria-hidden", "true");
       const label = el("span", "box-label");
-      label.append(el("span", "box-kind", layer.kind.toUpperCase()), el("span", "box-shape", shapeText(layer.shape)));
+      // The space is no flex item (not drawn) but keeps the words apart in the button's name.
+      label.append(el("span", "box-kind", layer.kind.toUpperCase()), " ", el("span", "box-shape", shapeText(layer.shape)));
       box.append(canvas, label);
       box.dataset.index = layer.index;
       if (layer.index >= 0) {
         box.type = "button";
         box.title = `${layer.name}: ${layer.summary || layer.kind}`;
-        box.setAttribute("aria-label", `${layer.name}, ${layer.kind}, ${shapeText(layer.shape)}`);
+        // Named by its visible words and then the layer's name (no aria-label that differs
+        // from what is shown: a voice command says what it sees).
+        box.append(el("span", "visually-hidden", `(${layer.name})`));
         box.addEventListener("click", () => this.onSelect(layer.index));
       } else {
         box.title = `The input image, ${shapeText(layer.shape)}`;

@@ -151,13 +151,17 @@ export class WhyView {
     this.target = null;
     this.photo = null;
     $("why").hidden = true;
+    $("score-bars").removeAttribute("role");
   }
 
   /** Called after the scores are drawn: make the classes clickable, explain the top one. */
   update(run, model) {
     const ready = Boolean(run?.id && run.scores);
     $("why").hidden = !ready;
-    if (!ready) return;
+    if (!ready) {
+      $("score-bars").removeAttribute("role");
+      return;
+    }
     if (this.model !== model) {
       this.model = model;
       const { preferred } = gradcamLayers(model.layers);
@@ -173,11 +177,15 @@ export class WhyView {
     }
   }
 
+  /** The bars become a listbox (a list may hold only list items): the option selected is
+   * the class explained. */
   markBars() {
-    for (const [i, item] of [...$("score-bars").children].entries()) {
+    const bars = $("score-bars");
+    bars.setAttribute("role", "listbox");
+    for (const [i, item] of [...bars.children].entries()) {
       item.tabIndex = 0;
-      item.setAttribute("role", "button");
-      item.setAttribute("aria-pressed", String(i === this.target));
+      item.setAttribute("role", "option");
+      item.setAttribute("aria-selected", String(i === this.target));
       item.classList.toggle("explained", i === this.target);
       item.title = `${item.title.split(" — ")[0]} — click: why this class?`;
     }

@@ -115,9 +115,32 @@ async def test_fc_weights(client: httpx.AsyncClient) -> None:
     assert np.array(body["weight"]).shape == (10, 2048)
 
 
+@pytest.mark.parametrize("index", [0, 12, 15])
+async def test_weights_npy_whole_and_one_filter(
+    client: httpx.AsyncClient, app: FastAPI, index: int
+) -> None:
+    weight = served_network(app, "cifar10").layers[index].params["weight"]
+    whole = await client.get(f"/api/models/cifar10/layers/{index}/weights.npy")
+    assert whole.status_code == 200
+    assert whole.headers["content-type"] == "application/octet-stream"
+    array = np.load(io.BytesIO(whole.content), allow_pickle=False)
+    assert array.dtype == np.float32 and np.array_equal(array, weight)
+    for k in (0, weight.shape[0] - 1):
+        one = await client.get(f"/api/models/cifar10/layers/{index}/weights.npy?filter={k}")
+        assert np.array_equal(np.load(io.BytesIO(one.content), allow_pickle=False), weight[k])
+        again = await client.get(
+            f"/api/models/cifar10/layers/{index}/weights.npy?filter={k}",
+            headers={"If-None-Match": one.headers["etag"]},
+        )
+        assert again.status_code == 304
+    past = await client.get(f"/api/models/cifar10/layers/{index}/weights.npy?filter=999")
+    assert past.status_code == 404 and "there is no 999" in past.json()["detail"]
+
+
 @pytest.mark.parametrize(
     ("path", "words"),
     [
+        ("/api/models/cifar10/layers/1/weights.npy", "relu layer and has no weights"),
         ("/api/models/cifar10/layers/1/weights", "relu layer and has no weights"),
         ("/api/models/cifar10/layers/17/weights", "no layer 17"),
         ("/api/models/cifar10/layers/-1/weights.png", "no layer -1"),

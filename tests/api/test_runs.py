@@ -83,6 +83,20 @@ async def test_layer_json_is_exact_and_npy_matches(client: httpx.AsyncClient, ru
         assert array.dtype == np.float32 and np.array_equal(array, values)
 
 
+async def test_npy_of_one_depth_slice(client: httpx.AsyncClient, run) -> None:
+    run_id, _ = run
+    whole = await client.get(f"/api/runs/{run_id}/layers/2.npy")
+    volume = np.load(io.BytesIO(whole.content), allow_pickle=False)
+    for d in (0, 5, volume.shape[2] - 1):
+        response = await client.get(f"/api/runs/{run_id}/layers/2.npy?slice={d}")
+        assert response.status_code == 200
+        assert f"-slice{d}.npy" in response.headers["content-disposition"]
+        one = np.load(io.BytesIO(response.content), allow_pickle=False)
+        assert one.dtype == np.float32 and one.shape == volume.shape[:2]
+        assert np.array_equal(one, volume[:, :, d])
+        assert len(response.content) < len(whole.content) / volume.shape[2] + 128
+
+
 async def test_input_png_is_the_preprocessed_input(client: httpx.AsyncClient, run) -> None:
     run_id, lines = run
     streamed = np.frombuffer(base64.b64decode(lines[0]["input"]["data"]), np.uint8)
@@ -132,6 +146,8 @@ async def test_default_colormap_follows_the_sign(client: httpx.AsyncClient, run)
         ("layers/17.png", 404, "no layer 17"),
         ("layers/-1.json", 404, "no layer -1"),
         ("layers/99.npy", 404, "no layer 99"),
+        ("layers/0.npy?slice=32", 404, "no slice 32"),
+        ("layers/0.npy?slice=-1", 422, "Query parameter 'slice'"),
         ("layers/0.png?slice=32", 404, "no slice 32"),
         ("layers/0.png?slice=-1", 422, "Query parameter 'slice'"),
         ("layers/x.png", 422, "Path parameter 'index'"),

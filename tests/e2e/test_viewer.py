@@ -176,8 +176,17 @@ def test_hover_shows_the_exact_value_from_the_layer_json(viewer: Viewer) -> None
     assert value.get_attribute("data-depth") == "3"
     body = httpx.get(f"{viewer.base_url}/api/runs/{run_id}/layers/2.json", timeout=30).json()
     exact = body["values"][row][col][3]
-    assert float(value.inner_text()) == exact
+    # Four significant digits on screen, every digit on demand; the exact one in data-value.
     assert float(value.get_attribute("data-value")) == exact
+    shown = value.inner_text()
+    assert len(shown.lstrip("-").replace(".", "").lstrip("0")) <= 4, shown
+    assert float(shown) == pytest.approx(exact, rel=1e-3, abs=1e-6)
+    viewer.page.locator("#readout-exact").click()
+    viewer.page.mouse.move(box["x"] + (col + 0.5) * cell, box["y"] + (row + 0.5) * cell)
+    expect(value).to_have_attribute("data-col", "7")
+    assert np.float32(value.inner_text()) == np.float32(exact)
+    viewer.page.locator("#readout-exact").click()
+    viewer.page.mouse.move(box["x"] + (col + 0.5) * cell, box["y"] + (row + 0.5) * cell)
     expect(viewer.page.locator("#hover-readout")).to_contain_text("row 5, col 7, depth 3")
     # The receptive field of that neuron is outlined on the input: conv2 sees 5x5 pixels.
     expect(viewer.page.locator("#rf-caption")).to_contain_text("rows 3–7, cols 5–9")
@@ -188,7 +197,7 @@ def test_hover_shows_the_exact_value_from_the_layer_json(viewer: Viewer) -> None
     viewer.page.keyboard.press("ArrowDown")
     expect(value).to_have_attribute("data-col", "8")
     expect(value).to_have_attribute("data-row", "6")
-    assert float(value.inner_text()) == body["values"][6][8][3]
+    assert float(value.get_attribute("data-value")) == body["values"][6][8][3]
     expect(viewer.page.locator('#layer-row .layer-box[aria-pressed="true"]')).to_have_attribute(
         "data-index", "2"
     )

@@ -48,7 +48,7 @@ def test_why_view_shows_a_map_for_the_clicked_class(viewer: Viewer, tmp_path: Pa
     # The top class is explained at once, by Grad-CAM on its default layer.
     expect(page.locator("#why")).to_be_visible()
     expect(body).to_have_attribute("data-why", "shown")
-    expect(page.locator("#score-bars .score.top")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#score-bars .score.top")).to_have_attribute("aria-selected", "true")
     expect(page.locator("#why-meaning")).to_contain_text("pool3 (4×4)")
     expect(page.locator("#why-layer")).to_have_value("14")
     answer = httpx.get(
@@ -71,7 +71,7 @@ def test_why_view_shows_a_map_for_the_clicked_class(viewer: Viewer, tmp_path: Pa
     # Click another class: its map, its name.
     dog = page.locator("#score-bars .score").nth(5)
     dog.click()
-    expect(dog).to_have_attribute("aria-pressed", "true")
+    expect(dog).to_have_attribute("aria-selected", "true")
     expect(page.locator("#why-class")).to_have_text("dog")
     expect(page.locator("#why-meaning")).to_contain_text("“dog”")
 
