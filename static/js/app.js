@@ -440,7 +440,11 @@ function setModel(id) {
   row.build(info.input, info.layers);
   row.layout(state.presenter);
   row.select(state.layer);
-  if (changed && inputs) inputs.selectTab(info.input_style === "digits" ? "draw" : "samples");
+  // Digits are drawn, photos picked; an Upload or Camera tab the user chose stays.
+  const tab = document.querySelector('[role="tab"][aria-selected="true"]')?.id;
+  if (changed && inputs && tab !== "tab-upload" && tab !== "tab-camera") {
+    inputs.selectTab(info.input_style === "digits" ? "draw" : "samples");
+  }
   if (!state.run) setStatus("");
   writeUrl();
   markAllDirty();

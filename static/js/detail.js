@@ -169,7 +169,8 @@ export class LayerDetail {
       tile.setAttribute("role", "option");
       tile.dataset.slice = d;
       const label = classes ? classes[d] : `depth slice ${d}`;
-      tile.setAttribute("aria-label", label);
+      // A class row's visible words (name and value) are its accessible name already.
+      if (!classes) tile.setAttribute("aria-label", label);
       tile.title = label;
       source.className = "pixelated";
       if (rows) tile.append(...rows[d]);
