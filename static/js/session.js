@@ -289,15 +289,19 @@ function follow(code, { hooks, applyView, ownImage }) {
   };
 
   // The student's own image: leave following (so it stays on screen) and offer to send it.
+  let askedFor = null;
   hooks.onOwnImage = (starting) => {
     if (starting && following) setFollowing(false);
     const own = ownImage();
     $("session-send-button").disabled = !own;
     $("session-send").hidden = !own;
-    if (!own) return;
+    if (!own || own.run === askedFor) return; // asked already: keep what the student chose
+    askedFor = own.run;
     const select = $("session-label");
     const prompt = own.drawn ? "what did you draw?" : "what is it? (optional)";
+    const chosen = select.value; // chosen while the last stroke's run was still computing
     select.replaceChildren(new Option(prompt, ""), ...own.classes.map((c) => new Option(c, c)));
+    if (own.classes.includes(chosen)) select.value = chosen;
   };
   $("session-send").addEventListener("submit", async (event) => {
     event.preventDefault();

@@ -264,12 +264,14 @@ def test_integrated_gradients_gap_shrinks_and_is_under_one_percent_at_256_steps(
     x = sample_input(net, "cat-0000.jpg")
     target = int(net.predict(x[None])[0].argmax())
     gaps = []
-    for steps in (8, 32, 256):
+    # Few steps can land close by luck (errors of both signs cancel: 8 steps gave 0.43% and
+    # 32 gave 0.58% on the 87.10% weights), so the shrinking is checked from 32 steps on.
+    for steps in (32, 256, 1024):
         result = attributions.integrated_gradients(net, x, target, steps=steps)
         change = result.score - result.extras["baseline_score"]
         gaps.append(abs(result.extras["delta"]) / abs(change))
     assert gaps[0] > gaps[1] > gaps[2]
-    assert gaps[2] < 0.01, gaps
+    assert gaps[1] < 0.01, gaps
 
 
 def test_default_gradcam_layer_is_the_last_one_larger_than_1x1():
