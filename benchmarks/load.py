@@ -266,7 +266,8 @@ def client_loop(
                     code = -1
                 with results.lock:
                     results.refetches[code] += 1
-                    if code >= 500 or code < 0:
+                    busy = code == 503 and answer.headers.get("retry-after")
+                    if (code >= 500 and not busy) or code < 0:
                         results.problems[f"refetch: {code}"] += 1
 
 
@@ -274,21 +275,25 @@ PICTURE_UPSCALE = 16
 CIFAR10_CONVS = (0, 2, 5, 7, 10, 12)
 
 
-def picture_urls(base: str, run_ids: list[str]) -> list[str]:
-    """The layer pictures of `run_ids` and the cifar10 filters, at PICTURE_UPSCALE."""
+def picture_urls(base: str, run_id: str) -> list[str]:
+    """The first layers' pictures of a run and the cifar10 filters, at PICTURE_UPSCALE."""
     query = f"?upscale={PICTURE_UPSCALE}"
-    layers = [f"{base}/api/runs/{run}/layers/{i}.png{query}" for run in run_ids for i in range(8)]
+    layers = [f"{base}/api/runs/{run_id}/layers/{i}.png{query}" for i in range(8)]
     weights = [f"{base}/api/models/cifar10/layers/{i}/weights.png{query}" for i in CIFAR10_CONVS]
     return layers + weights
 
 
-def picture_loop(urls: list[str], deadline: float, seed: int, results: Results) -> None:
+def picture_loop(base: str, photo: Upload, deadline: float, seed: int, results: Results) -> None:
+    """Fetch pictures of a run of its own until `deadline`; a run pushed out of the server's
+    cache by the uploads (404) is replaced by a new one."""
     rng = random.Random(seed)
     with httpx.Client(timeout=120) as client:
+        urls = picture_urls(base, one_upload(client, base, photo)[2])
         while time.monotonic() < deadline:
             start = time.perf_counter()
+            url = rng.choice(urls)
             try:
-                response = client.get(rng.choice(urls))
+                response = client.get(url)
                 status = response.status_code
                 retry = response.headers.get("retry-after")
             except httpx.HTTPError as error:
@@ -300,12 +305,15 @@ def picture_loop(urls: list[str], deadline: float, seed: int, results: Results) 
                 results.statuses[status] += 1
                 if status > 0:
                     results.latencies.append(time.perf_counter() - start)
-                if status not in (200, 503, -1):
+                # 422: a picture over 4096 pixels a side, which the route refuses.
+                if status not in (200, 422, 503, -1) and not (status == 404 and "/runs/" in url):
                     results.problems[f"picture: {status}"] += 1
                 if status == 503 and not retry:
                     results.problems["picture 503 without Retry-After"] += 1
             if status == 503:
                 time.sleep(min(float(retry or 1), 5))
+            elif status == 404:
+                urls = picture_urls(base, one_upload(client, base, photo)[2])
 
 
 def run_clients(
@@ -315,10 +323,10 @@ def run_clients(
     clients: int,
     seconds: float,
     orders: list[list[Upload]] | None = None,
-    pictures: tuple[int, list[str], Results] = (0, [], Results()),
+    pictures: tuple[int, Results] = (0, Results()),
 ) -> Results:
     """`clients` threads uploading for `seconds`, or each sending its list of `orders`;
-    beside them `pictures[0]` threads fetching `pictures[1]`, counted in `pictures[2]`."""
+    beside them `pictures[0]` threads fetching pictures, counted in `pictures[1]`."""
     results = Results()
     deadline = time.monotonic() + seconds
     threads = [
@@ -328,9 +336,10 @@ def run_clients(
         )
         for i in range(clients)
     ]
-    count, urls, picture_results = pictures
+    count, picture_results = pictures
+    photo = next(u for u in uploads if u.model == "cifar10")
     threads += [
-        threading.Thread(target=picture_loop, args=(urls, deadline, i, picture_results))
+        threading.Thread(target=picture_loop, args=(base, photo, deadline, i, picture_results))
         for i in range(count)
     ]
     for thread in threads:
@@ -346,13 +355,6 @@ def warm_up(base: str, uploads: list[Upload], bad: list[Upload], clients: int) -
         [uploads[i % len(uploads)], *([bad[i % len(bad)]] if bad else [])] for i in range(clients)
     ]
     return run_clients(base, uploads, bad, clients, WARM_UP_SECONDS, orders)
-
-
-def photo_runs(base: str, uploads: list[Upload], count: int) -> list[str]:
-    """The ids of `count` new cifar10 runs."""
-    photos = [u for u in uploads if u.model == "cifar10"]
-    with httpx.Client(timeout=120) as client:
-        return [one_upload(client, base, photos[i % len(photos)])[2] for i in range(count)]
 
 
 def fill_cache(base: str, uploads: list[Upload], runs: int) -> int:
@@ -427,10 +429,9 @@ def main() -> int:
                 warm_up_growth = (monitor.sample() - before_warm_up) / 1024
                 monitor.start()
             pictures = Results()
-            urls = picture_urls(base, photo_runs(base, uploads, 2)) if args.pictures else []
             started = time.monotonic()
             results = run_clients(
-                base, uploads, bad, args.clients, seconds, pictures=(args.pictures, urls, pictures)
+                base, uploads, bad, args.clients, seconds, pictures=(args.pictures, pictures)
             )
             wall = time.monotonic() - started
             if monitor:
@@ -477,8 +478,9 @@ def main() -> int:
     )
     if args.pictures:
         print(
-            f"  pictures ({args.pictures} clients, upscale={PICTURE_UPSCALE}, {len(urls)} "
-            f"pictures): {sum(pictures.statuses.values())} requests, "
+            f"  pictures ({args.pictures} clients, upscale={PICTURE_UPSCALE}, 8 layers of a run "
+            f"and {len(CIFAR10_CONVS)} filter banks): {sum(pictures.statuses.values())} requests "
+            "(404: a run the uploads pushed out of the cache, replaced), "
             + ", ".join(f"{status_name(s)}: {n}" for s, n in sorted(pictures.statuses.items()))
             + f"; p50 {percentile(pictures.latencies, 50)}, "
             f"p99 {percentile(pictures.latencies, 99)}"
