@@ -13,9 +13,7 @@ the client went away before the first byte, so the stream was never started and 
 Pictures (layer, attribution and weight PNGs, the input, exact JSON) are drawn on threads
 of their own, half as many as the compute threads (at least one): a picture never waits
 in the forwards' queue nor a forward in theirs, so a flood of them (an upscale=16 mosaic
-costs seconds of a core) leaves the forwards at least half the cores; and on Linux those
-threads run at a lower CPU priority (nice +PICTURE_NICENESS), so where a picture and a
-forward want the same core, the forward gets it. At most
+costs seconds of a core) leaves the forwards at least half the cores. At most
 `picture_places` are drawn or waiting at once; past them, 503 with Retry-After at once,
 instead of queueing memory without end.
 """
@@ -36,7 +34,6 @@ from starlette.types import Receive, Scope, Send
 T = TypeVar("T")
 BUSY = "The server is busy with other images right now; try again in a second."
 BUSY_PICTURES = "The server is drawing many pictures right now; try again in a second."
-PICTURE_NICENESS = 10
 Emit = Callable[[bytes], None]
 
 
@@ -72,9 +69,7 @@ class ForwardGate:
         self.threads = threads or os.cpu_count() or 1
         self.executor = ThreadPoolExecutor(self.threads, "forward")
         self.picture_threads = max(1, self.threads // 2)
-        self.picture_executor = ThreadPoolExecutor(
-            self.picture_threads, "picture", initializer=_lower_priority
-        )
+        self.picture_executor = ThreadPoolExecutor(self.picture_threads, "picture")
 
     def admit(self) -> Place:
         """Take a place, or raise HTTPException 503 without waiting."""
@@ -161,14 +156,6 @@ class ForwardGate:
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.picture_executor.shutdown(wait=True, cancel_futures=True)
-
-
-def _lower_priority() -> None:
-    """This thread only (Linux schedules threads one by one), PICTURE_NICENESS lower."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PICTURE_NICENESS)
-    except (AttributeError, OSError):
-        pass  # not Linux: the threads' number is the bound
 
 
 class GatedStreamingResponse(StreamingResponse):

@@ -17,10 +17,10 @@ answers by status, p50/p99 latency, and the server's memory: the resident set (V
 the server process and its children, sampled every second, its peak, the value at the 10th
 second of the measured run and at the end and the growth between (from the measured run's
 start when it is shorter than 20 s). --pictures N adds N clients that fetch, in a loop and
-without If-None-Match, the upscale=16 pictures of a few runs' layers and of the cifar10
-filters (the flood of issue 13), and prints their answers and the forwards' p50 beside
-them. --soak runs longer (600 s unless --seconds says otherwise), fills the run cache
-first, and prints RSS over time.
+without If-None-Match, the upscale=16 pictures of the newest runs' layers (mostly not in
+the server's cache) and of the cifar10 filters (the flood of issue 13), and prints their
+answers beside the forwards' p50. --soak runs longer (600 s unless --seconds says
+otherwise), fills the run cache first, and prints RSS over time.
 
     python benchmarks/load.py --clients 8 --seconds 60
     python benchmarks/load.py --clients 64 --seconds 60 --hostile
@@ -45,7 +45,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -251,6 +251,7 @@ def client_loop(
                     results.latencies.append(elapsed)
                 if status == 200:
                     results.run_latencies.append(elapsed)
+                    RECENT.append(run_id)
                 if status not in upload.expected:
                     results.problems[f"{upload.name}: {status}"] += 1
                 if status == 503 and not retry:
@@ -272,26 +273,27 @@ def client_loop(
 
 
 PICTURE_UPSCALE = 16
+RECENT_RUNS = 16
+# The newest runs the upload clients made, which the picture clients look at.
+RECENT: deque = deque(maxlen=RECENT_RUNS)
 CIFAR10_CONVS = (0, 2, 5, 7, 10, 12)
 
 
-def picture_urls(base: str, run_id: str) -> list[str]:
-    """The first layers' pictures of a run and the cifar10 filters, at PICTURE_UPSCALE."""
+def picture_url(base: str, rng: random.Random) -> str:
+    """An upscale=16 picture: one of the first layers of one of the newest runs (so mostly
+    not in the server's cache, as students each look at their own), or a cifar10 filter bank."""
     query = f"?upscale={PICTURE_UPSCALE}"
-    layers = [f"{base}/api/runs/{run_id}/layers/{i}.png{query}" for i in range(8)]
-    weights = [f"{base}/api/models/cifar10/layers/{i}/weights.png{query}" for i in CIFAR10_CONVS]
-    return layers + weights
+    if rng.random() < 0.25 or not RECENT:
+        return f"{base}/api/models/cifar10/layers/{rng.choice(CIFAR10_CONVS)}/weights.png{query}"
+    return f"{base}/api/runs/{rng.choice(RECENT)}/layers/{rng.randrange(8)}.png{query}"
 
 
-def picture_loop(base: str, photo: Upload, deadline: float, seed: int, results: Results) -> None:
-    """Fetch pictures of a run of its own until `deadline`; a run pushed out of the server's
-    cache by the uploads (404) is replaced by a new one."""
+def picture_loop(base: str, deadline: float, seed: int, results: Results) -> None:
     rng = random.Random(seed)
     with httpx.Client(timeout=120) as client:
-        urls = picture_urls(base, one_upload(client, base, photo)[2])
         while time.monotonic() < deadline:
             start = time.perf_counter()
-            url = rng.choice(urls)
+            url = picture_url(base, rng)
             try:
                 response = client.get(url)
                 status = response.status_code
@@ -305,15 +307,14 @@ def picture_loop(base: str, photo: Upload, deadline: float, seed: int, results: 
                 results.statuses[status] += 1
                 if status > 0:
                     results.latencies.append(time.perf_counter() - start)
-                # 422: a picture over 4096 pixels a side, which the route refuses.
+                # 422: a picture over 4096 pixels a side, which the route refuses; 404: a
+                # run the uploads have pushed out of the server's run cache.
                 if status not in (200, 422, 503, -1) and not (status == 404 and "/runs/" in url):
                     results.problems[f"picture: {status}"] += 1
                 if status == 503 and not retry:
                     results.problems["picture 503 without Retry-After"] += 1
             if status == 503:
                 time.sleep(min(float(retry or 1), 5))
-            elif status == 404:
-                urls = picture_urls(base, one_upload(client, base, photo)[2])
 
 
 def run_clients(
@@ -337,9 +338,8 @@ def run_clients(
         for i in range(clients)
     ]
     count, picture_results = pictures
-    photo = next(u for u in uploads if u.model == "cifar10")
     threads += [
-        threading.Thread(target=picture_loop, args=(base, photo, deadline, i, picture_results))
+        threading.Thread(target=picture_loop, args=(base, deadline, i, picture_results))
         for i in range(count)
     ]
     for thread in threads:
@@ -478,9 +478,9 @@ def main() -> int:
     )
     if args.pictures:
         print(
-            f"  pictures ({args.pictures} clients, upscale={PICTURE_UPSCALE}, 8 layers of a run "
-            f"and {len(CIFAR10_CONVS)} filter banks): {sum(pictures.statuses.values())} requests "
-            "(404: a run the uploads pushed out of the cache, replaced), "
+            f"  pictures ({args.pictures} clients, upscale={PICTURE_UPSCALE}, the newest "
+            f"{RECENT_RUNS} runs' first 8 layers and the cifar10 filters): "
+            f"{sum(pictures.statuses.values())} requests, "
             + ", ".join(f"{status_name(s)}: {n}" for s, n in sorted(pictures.statuses.items()))
             + f"; p50 {percentile(pictures.latencies, 50)}, "
             f"p99 {percentile(pictures.latencies, 99)}"

@@ -4,13 +4,12 @@ or waiting, a forward's work starts at once on a free compute thread."""
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 
 import pytest
 from fastapi import HTTPException
 
-from app.gate import PICTURE_NICENESS, ForwardGate
+from app.gate import ForwardGate
 
 
 async def test_a_flood_of_pictures_never_takes_the_forwards_threads() -> None:
@@ -33,22 +32,6 @@ async def test_a_flood_of_pictures_never_takes_the_forwards_threads() -> None:
         assert await asyncio.gather(*drawing) == [True] * 4
         gate.close()
     assert gate.pictures == 0
-
-
-async def test_pictures_are_drawn_at_a_lower_priority_and_forwards_are_not() -> None:
-    if not hasattr(os, "setpriority"):
-        pytest.skip("per-thread priority is Linux's")
-    gate = ForwardGate(places=1, threads=2)
-    try:
-        ours = os.getpriority(os.PRIO_PROCESS, 0)
-
-        def niceness() -> int:
-            return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-        assert await gate.picture(niceness) == min(19, ours + PICTURE_NICENESS)
-        assert await gate.run(niceness) == ours
-    finally:
-        gate.close()
 
 
 def test_pictures_get_half_the_threads_and_at_least_one() -> None:
