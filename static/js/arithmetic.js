@@ -112,11 +112,11 @@ export function convNote(body) {
   const pair = ([a, b], one, many) => (a === b ? `${a} ${a === 1 ? one : many}` : `${a}×${b} ${many}`);
   const parts = [];
   if (body.dilation.some((d) => d > 1)) {
-    parts.push(`it reads every ${pair(body.dilation, "number", "numbers")} apart (dilation), so it spans rows ${body.input.rows.join("–")} and cols ${body.input.cols.join("–")}`);
+    parts.push(`reads every ${pair(body.dilation, "number", "numbers")} apart (dilation), so it spans rows ${body.input.rows.join("–")} and cols ${body.input.cols.join("–")}`);
   }
-  if (body.stride.some((s) => s > 1)) parts.push(`the next neuron's window is ${pair(body.stride, "step", "steps")} further (stride)`);
+  if (body.stride.some((s) => s > 1)) parts.push(`moves ${pair(body.stride, "step", "steps")} to the next neuron (stride)`);
   if (body.input_channels.length === 1 && body.input.shape[2] > 1) {
-    parts.push(`it is depthwise: it reads input channel ${body.input_channels[0]} only, of ${body.input.shape[2]}`);
+    parts.push(`is depthwise: it reads input channel ${body.input_channels[0]} only, of ${body.input.shape[2]}`);
   }
   return parts.length ? `This filter ${parts.join("; ")}.` : "";
 }
@@ -175,7 +175,7 @@ export function describeNeuron(body, { inputName = "the input", classes = [] } =
       return out;
     }
     case "batchnorm":
-      out.formula = ["γ × (x ", MINUS, " mean) ÷ √(var + ε) + β = ", n(body.gamma, { sign: false }), " × (", n(x), ` ${MINUS} `, n(body.mean), ") ÷ ", n(body.std, { sign: false, digits: 4 }), " + ", n(body.beta), " = ", value];
+      out.formula = ["γ × (x ", MINUS, " mean) ÷ √(var + ε) + β = ", n(body.gamma, { sign: false }), " × (", n(x, { sign: false }), ` ${MINUS} `, n(body.mean, { sign: false }), ") ÷ ", n(body.std, { sign: false, digits: 4 }), " + ", n(body.beta, { sign: false }), " = ", value];
       out.slice = cell;
       out.table = {
         head: ["", "number", "what it is"],

@@ -80,7 +80,7 @@ def test_an_imported_model_is_shown_like_a_shipped_one(viewer: Viewer, tmp_path:
     "layer, kind, slice_, neuron, shows",
     [
         # the depthwise conv: drawn as a conv, one channel, the one it reads named
-        (3, "conv2d", 5, "0,0", "it is depthwise: it reads input channel 5 only, of 8"),
+        (3, "conv2d", 5, "0,0", "This filter is depthwise: it reads input channel 5 only, of 8"),
         (1, "batchnorm", 2, "6,9", "running mean"),
         # the ceil-mode max pool's last window hangs past the input: minus infinity there
         (5, "maxpool", 1, "11,11", "lie in the padding, which counts as"),
@@ -112,11 +112,11 @@ def test_an_imported_kinds_arithmetic_is_shown_from_the_url(
         expect(page.locator("#neuron-weights")).to_contain_text("3×3×1 + 1 = 10 weights")
     if kind == "maxpool":
         expect(page.locator("#neuron-content .nc-grid")).to_contain_text("\u2212\u221e")
-    page.locator("#neuron-next").click()
-    expect(panel).to_have_attribute("data-col", str(col + 1) if col < 11 else "0")
-    expect(panel).to_have_attribute("data-state", "ready")
     panel.scroll_into_view_if_needed()
     shot = tmp_path / f"imported-neuron-{kind}.png"
     page.screenshot(path=str(shot), timeout=TIMEOUT_MS)
+    page.locator("#neuron-next").click()
+    expect(panel).to_have_attribute("data-col", str(col + 1) if col < 11 else "0")
+    expect(panel).to_have_attribute("data-state", "ready")
     if os.environ.get("CONVSCOPE_SCREENSHOTS"):
         (Path(os.environ["CONVSCOPE_SCREENSHOTS"]) / shot.name).write_bytes(shot.read_bytes())

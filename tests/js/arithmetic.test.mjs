@@ -100,9 +100,9 @@ test("a conv2d neuron is a conv with its kernel, channels read and what it does 
   assert.equal(inputChannel(depthwise, 0), 5);
   assert.equal(inputChannel({ kind: "conv" }, 4), 4);
   const note = convNote(depthwise);
-  assert.match(note, /every 2 numbers apart \(dilation\)/);
-  assert.match(note, /1×2 steps further \(stride\)/);
-  assert.match(note, /depthwise: it reads input channel 5 only, of 6/);
+  assert.match(note, /^This filter reads every 2 numbers apart \(dilation\)/);
+  assert.match(note, /moves 1×2 steps to the next neuron \(stride\)/);
+  assert.match(note, /; is depthwise: it reads input channel 5 only, of 6\.$/);
   const plainConv = base("conv2d", { window, input_channels: [0], dilation: [1, 1], stride: [1, 1] });
   plainConv.input.shape = [4, 5, 1];
   assert.equal(convNote(plainConv), "");
