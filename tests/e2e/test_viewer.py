@@ -310,9 +310,10 @@ def test_the_facts_say_when_a_neuron_sees_the_whole_image(viewer: Viewer) -> Non
     facts = viewer.page.locator("#layer-facts")
     viewer.open("?model=cifar10&layer=0")
     expect(facts).to_contain_text("3×3 px")
-    expect(facts).not_to_contain_text("whole image")
+    expect(facts).not_to_contain_text("every input pixel")
     viewer.open("?model=cifar10&layer=15")  # fc: every score reads every pixel
-    expect(facts).to_contain_text("60×60 px (the whole image)")
+    expect(facts).to_contain_text("every input pixel")
+    expect(facts).not_to_contain_text("60×60")  # not a window larger than the 32x32 image
 
 
 def test_classify_on_an_empty_pad_asks_for_a_digit(viewer: Viewer) -> None:
