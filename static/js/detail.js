@@ -159,10 +159,14 @@ export class LayerDetail {
       sources.push(sliceCanvas(streamed, d, scale.palette));
     }
     const classes = isClassVector(layer, run.classes) ? run.classes : null;
-    const rows = classes && classRows(vectorValues(streamed), classes, layer.kind);
+    // Softmax's numbers are the scores' exact probabilities once they came; else the stream's.
+    const exact = kindFamily(layer.kind) === "softmax" && run.scores?.probabilities;
+    const rows = classes && classRows(exact || vectorValues(streamed), classes, layer.kind);
     const grid = $("slice-grid");
     grid.style.setProperty("--columns", classes ? "auto-fill" : tileColumns(grid, depth));
     grid.classList.toggle("labelled", Boolean(classes));
+    // Ten numbers read as the bars beside; the enlarged "slice" is then a single cell.
+    document.querySelector(".focus-views").classList.toggle("class-vector", Boolean(classes));
     const tiles = sources.map((source, d) => {
       const tile = el("button", "slice-tile");
       tile.type = "button";
