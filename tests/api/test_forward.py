@@ -25,6 +25,7 @@ from app.main import create_app
 from app.security import CONTENT_SECURITY_POLICY
 from app.settings import Settings
 from tests.api.networks import CIFAR_LAYERS, reference
+from tests.asgi import receive_once
 from tests.images import digit, encode, jpeg, photo, png, png_with_size
 from tests.slow_app import GatedNetwork
 
@@ -414,14 +415,10 @@ async def test_each_line_is_sent_before_the_next_layer_is_computed(app: FastAPI)
     request = httpx.Request(
         "POST", "http://testserver/api/models/cifar10/forward", files={"image": ("a.png", png())}
     )
-    unsent = [request.read()]
+    body = request.read()
     finished = asyncio.Event()
 
-    async def receive() -> dict:
-        if unsent:
-            return {"type": "http.request", "body": unsent.pop(), "more_body": False}
-        await finished.wait()
-        return {"type": "http.disconnect"}
+    receive = receive_once(body, finished)
 
     async def send(message: dict) -> None:
         for line in message.get("body", b"").splitlines():

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from app import stream
 from tests.api.networks import CIFAR_LAYERS, reference
+from tests.asgi import receive_once
 from tests.images import jpeg, photo, png
 from tests.slow_app import GatedNetwork
 
@@ -60,16 +61,11 @@ async def call(
         body = request.read()
         headers.append((b"content-type", request.headers["content-type"].encode()))
         method = "POST"
-    unsent = [body]
     finished = asyncio.Event()
     start: dict = {}
     chunks: list[bytes] = []
 
-    async def receive() -> dict:
-        if unsent:
-            return {"type": "http.request", "body": unsent.pop(), "more_body": False}
-        await finished.wait()
-        return {"type": "http.disconnect"}
+    receive = receive_once(body, finished)
 
     async def send(message: dict) -> None:
         if message["type"] == "http.response.start":
@@ -231,14 +227,9 @@ async def test_each_gzip_line_decodes_before_the_next_layer_is_computed(app: Fas
         served.network = GatedNetwork(served.network, wait, lambda: None)
         request = httpx.Request("POST", "http://t/", files={"image": ("a.png", png())})
         body = request.read()
-        unsent = [body]
         finished = asyncio.Event()
 
-        async def receive() -> dict:
-            if unsent:
-                return {"type": "http.request", "body": unsent.pop(), "more_body": False}
-            await finished.wait()
-            return {"type": "http.disconnect"}
+        receive = receive_once(body, finished)
 
         async def send(message: dict) -> None:
             if message["type"] == "http.response.start":
