@@ -10,7 +10,11 @@ the raw arrays, "input" (uint8 H, W, D) and "layer<i>" (float32 H, W, D); a read
 to the one array it wants. Files are written under a temporary name and renamed with
 os.replace, so a reader sees a whole run or nothing. After each save the writer evicts:
 the newest runs are kept while they fit the count and byte budgets and are younger than
-the time to live; everything older goes. Several processes may evict at once; that is
+the time to live; everything older goes. A writer lists the directory at most once every
+RESCAN_SECONDS and in between evicts from that listing plus its own saves (listing and
+stat'ing 64 files cost a third of a save), so runs other processes saved since its last
+listing can keep the store over its budgets for up to that long; `evict()` called
+directly always lists the directory. Several processes may evict at once; that is
 safe because eviction only unlinks, a file another process removed first is skipped, and
 a reader that has a run open keeps reading it after it is unlinked (POSIX semantics).
 Runs expire by age since they were made, not since they were last read.
@@ -42,6 +46,8 @@ MAX_HEADER = 1 << 20
 TEMP_PREFIX = ".partial-"
 # A temporary file this old was left by a writer that died; anyone may remove it.
 STALE_TEMP_SECONDS = 600
+# How long a writer evicts from its last listing of the directory before listing it again.
+RESCAN_SECONDS = 1.0
 
 
 class RunNotFound(LookupError):
@@ -52,9 +58,10 @@ def new_run_id() -> str:
     return uuid.uuid4().hex
 
 
-def _write_run(file: BinaryIO, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+def _write_run(file: BinaryIO, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> int:
     """MAGIC, the header's length (8 bytes, little-endian), the JSON header, then each
-    array's bytes, C order, at the offset (from the start of the file) the header gives."""
+    array's bytes, C order, at the offset (from the start of the file) the header gives.
+    Returns the file's size."""
     layout, offset = {}, 0
     for name, array in arrays.items():
         layout[name] = {"dtype": array.dtype.str, "shape": list(array.shape), "offset": offset}
@@ -69,14 +76,16 @@ def _write_run(file: BinaryIO, meta: dict[str, Any], arrays: dict[str, np.ndarra
         if pad := -sum(map(len, pieces)) % ALIGN:
             pieces.append(bytes(pad))
         pieces.append(np.ascontiguousarray(array).data.cast("B"))
+    size = sum(map(len, pieces))
     try:
         fd = file.fileno()
     except (AttributeError, io.UnsupportedOperation):  # an in-memory file (app/runs_redis.py)
         file.writelines(pieces)
-        return
+        return size
     file.flush()
     _writev(fd, pieces)
-    file.truncate(sum(map(len, pieces)))
+    file.truncate(size)
+    return size
 
 
 def _writev(fd: int, pieces: list[bytes | memoryview]) -> None:
@@ -142,6 +151,10 @@ class RunStore:
         self.max_runs = max_runs
         self.max_bytes = max_bytes
         self.ttl_seconds = ttl_seconds
+        # The last listing, newest first, as (mtime_ns, name, size), and when it was made.
+        self._listing: list[tuple[int, str, int]] | None = None
+        self._listed_at = 0.0
+        self._listing_lock = threading.Lock()
 
     def path(self, run_id: str) -> Path:
         if not RUN_ID.fullmatch(run_id):
@@ -159,7 +172,7 @@ class RunStore:
         for attempt in range(2):
             try:
                 with open(temp, "wb") as file:
-                    _write_run(file, meta, arrays)
+                    size = _write_run(file, meta, arrays)
                 os.replace(temp, path)
                 break
             except OSError as error:
@@ -172,7 +185,7 @@ class RunStore:
             except BaseException:
                 _unlink(temp)
                 raise
-        self.evict(keep=run_id)
+        self._evict_after_save((time.time_ns(), path.name, size))
 
     def make_room(self) -> int:
         """Evict the older half of the runs (at least one), for a full disk; how many went."""
@@ -184,6 +197,7 @@ class RunStore:
                 except FileNotFoundError:
                     pass
         runs.sort()
+        self._listing = None  # list again after this
         return sum(_unlink(self.directory / name) for _, name in runs[: max(1, len(runs) // 2)])
 
     @contextmanager
@@ -207,10 +221,23 @@ class RunStore:
             yield run
 
     def evict(self, keep: str | None = None) -> int:
-        """Remove expired runs and the oldest beyond the budgets; returns how many went.
+        """Remove expired runs and the oldest beyond the budgets, listing the directory now;
+        returns how many went. `keep` stays even if it alone is over the byte budget."""
+        with self._listing_lock:
+            return self._evict(self._list(), f"{keep}{SUFFIX}")
 
-        `keep` (the run just written) stays even if it alone is over the byte budget.
-        """
+    def _evict_after_save(self, saved: tuple[int, str, int]) -> None:
+        """Evict after a save, from the last listing and this store's saves since, unless
+        that listing is RESCAN_SECONDS old."""
+        with self._listing_lock:
+            if self._listing is None or time.monotonic() - self._listed_at > RESCAN_SECONDS:
+                runs = self._list()
+            else:
+                runs = [saved, *(run for run in self._listing if run[1] != saved[1])]
+            self._evict(runs, saved[1])
+
+    def _list(self) -> list[tuple[int, str, int]]:
+        """The runs on disk, newest first (stale temporary files are removed on the way)."""
         now = time.time()
         runs = []
         for entry in _scandir(self.directory):
@@ -224,21 +251,29 @@ class RunStore:
             elif entry.name.endswith(SUFFIX):
                 runs.append((info.st_mtime_ns, entry.name, info.st_size))
         runs.sort(reverse=True)  # newest first
-        kept = kept_bytes = removed = 0
+        self._listed_at = time.monotonic()
+        return runs
+
+    def _evict(self, runs: list[tuple[int, str, int]], keep: str) -> int:
+        """Unlink the runs (newest first) beyond the budgets; remember the rest."""
+        now = time.time()
+        kept, kept_bytes, removed = [], 0, 0
         full = False
-        for mtime_ns, name, size in runs:
+        for run in runs:
+            mtime_ns, name, size = run
             fits = (
                 not full
                 and now - mtime_ns / 1e9 <= self.ttl_seconds
-                and kept < self.max_runs
+                and len(kept) < self.max_runs
                 and kept_bytes + size <= self.max_bytes
             )
-            if fits or name == f"{keep}{SUFFIX}":
-                kept += 1
+            if fits or name == keep:
+                kept.append(run)
                 kept_bytes += size
                 continue
             full = True  # strictly oldest-first: nothing older than an evicted run stays
             removed += _unlink(self.directory / name)
+        self._listing = kept
         return removed
 
     def usage(self) -> tuple[int, int]:
