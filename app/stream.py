@@ -55,21 +55,21 @@ def dumps(message: dict[str, Any]) -> bytes:
 
 
 def quantize(volume: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """(H, W, D) float -> (D, H, W) uint8 on the lo..hi range; all zeros when hi == lo."""
-    dhw = volume.transpose(2, 0, 1)
+    """(H, W, D) float -> (D, H, W) uint8, C order, on the lo..hi range; zeros when hi == lo."""
     if not hi > lo:
-        return np.zeros(dhw.shape, np.uint8)
-    # The same arithmetic as (dhw - lo) * k + 0.5, clipped, in one buffer instead of four.
-    scaled = np.subtract(dhw, np.float32(lo), dtype=np.float32)
+        return np.zeros(volume.shape[2:] + volume.shape[:2], np.uint8)
+    # (v - lo) * k + 0.5, clipped, in one float buffer in the volume's own order; only the
+    # bytes are transposed, a quarter of the memory traffic of transposing the floats.
+    scaled = np.subtract(volume, np.float32(lo), dtype=np.float32)
     scaled *= np.float32(255 / (hi - lo))
     scaled += np.float32(0.5)
     np.clip(scaled, 0, 255, out=scaled)
-    return scaled.astype(np.uint8)
+    return np.ascontiguousarray(scaled.astype(np.uint8).transpose(2, 0, 1))
 
 
 def split(q: np.ndarray) -> bytes:
     """uint8 numbers -> the "uint8-split" text (module docstring): top six bits, then low two."""
-    q = np.ascontiguousarray(q).reshape(-1)
+    q = q.reshape(-1)
     low = np.zeros(-(-q.size // 3) * 3, np.uint8)
     np.bitwise_and(q, 3, out=low[: q.size])
     groups = low.reshape(-1, 3)
@@ -211,8 +211,8 @@ def layer_line(
     )
     # Base64 needs no JSON escaping: splice it in rather than have json scan it again.
     q = quantize(volume, lo, hi)
-    data = split(q) if encoding == "uint8-split" else base64.b64encode(q.tobytes())
-    return head[:-2] + b',"data":"' + data + b'"}\n'
+    data = split(q) if encoding == "uint8-split" else base64.b64encode(q)
+    return b"".join((head[:-2], b',"data":"', data, b'"}\n'))
 
 
 def scores_line(record: RunRecord, elapsed_ms: float) -> bytes:

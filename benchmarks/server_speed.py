@@ -10,7 +10,7 @@ folder) and prints, for full cifar10 runs:
     python benchmarks/server_speed.py [--runs 200] [--seconds 10] [--clients 8 32 64]
                                       [--places 64] [--workers 1]
                                       [--accept-encoding "gzip, deflate, br, zstd"]
-                                      [--encoding uint8-split]
+                                      [--encoding uint8-split] [--client raw|httpx]
 
 By default the clients ask as the page does in Chromium (its Accept-Encoding, and
 `?encoding=uint8-split`); `--accept-encoding identity --encoding uint8` measures plain
@@ -20,6 +20,11 @@ The yardstick: one bare forward of the same preprocessed image (Network.forward,
 thread, as the server's compute threads run it), timed in this process as CPU time just
 before and after each concurrency level, so that the server's CPU per run is printed as a
 ratio to it ("x forward") under the same load on the machine.
+
+The clients are benchmarks/raw_client.py by default (a keep-alive socket and a request
+built once: about a tenth of httpx's CPU per run, so that on 2 cores the client does not
+take the server's core); `--client httpx` uses httpx, as before. Both check every run to
+its last line.
 
 --places sets CONVSCOPE_MAX_CONCURRENT_FORWARDS for the server (runs taken on at once; 64
 by default); with fewer places than clients the rest are answered 503 at once, by design. The client
@@ -36,12 +41,14 @@ import tempfile
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import numpy as np
 from local_server import free_port, start_server
 from PIL import Image
+from raw_client import RawClient
 from threadpoolctl import threadpool_limits
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,6 +82,31 @@ def one_run(client: httpx.Client, url: str, image: bytes) -> tuple[int, float, i
         return response.status_code, elapsed, size
     last = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
     return (200 if last.startswith(SCORES) else 0), elapsed, size
+
+
+class Session:
+    """One client's connection: run() -> (status, seconds until the last line, body bytes);
+    status 0: the stream broke or did not end in a scores line."""
+
+    def __init__(self, kind: str, port: int, path: str, image: bytes, headers: dict):
+        self.kind = kind
+        if kind == "raw":
+            self.raw = RawClient("127.0.0.1", port)
+            self.request = self.raw.upload_request(path, image, headers)
+        else:
+            self.client = httpx.Client(timeout=60, headers=headers)
+            self.url, self.image = f"http://127.0.0.1:{port}{path}", image
+
+    def run(self) -> tuple[int, float, int]:
+        if self.kind != "raw":
+            return one_run(self.client, self.url, self.image)
+        start = time.perf_counter()
+        status, size, last = self.raw.run(self.request)
+        elapsed = time.perf_counter() - start
+        return (status if status != 200 or last.startswith(SCORES) else 0), elapsed, size
+
+    def close(self) -> None:
+        (self.raw if self.kind == "raw" else self.client).close()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -146,13 +178,16 @@ def percentiles(seconds: list[float]) -> str:
 
 
 def single_client(
-    url: str, image: bytes, runs: int, server_pid: int, yardstick: Yardstick, headers: dict
+    connect: Callable[[], Session], image: bytes, runs: int, server_pid: int, yardstick: Yardstick
 ) -> None:
-    with httpx.Client(timeout=30, headers=headers) as client:
+    session = connect()
+    try:
         for _ in range(10):  # warm-up: threads, BLAS, page cache
-            one_run(client, url, image)
+            session.run()
         meter = CpuMeter(server_pid, yardstick)
-        results = [one_run(client, url, image) for _ in range(runs)]
+        results = [session.run() for _ in range(runs)]
+    finally:
+        session.close()
     times = [t for status, t, _ in results if status == 200]
     errors = sum(status != 200 for status, _, _ in results)
     sizes = [s for status, _, s in results if status == 200]
@@ -169,13 +204,11 @@ def single_client(
 
 
 def concurrent_clients(
-    url: str,
-    image: bytes,
+    connect: Callable[[], Session],
     clients: int,
     seconds: float,
     server_pid: int,
     yardstick: Yardstick,
-    headers: dict,
 ) -> None:
     lock = threading.Lock()
     times: list[float] = []
@@ -184,11 +217,12 @@ def concurrent_clients(
     deadline = start + seconds
 
     def client_loop() -> None:
-        with httpx.Client(timeout=60, headers=headers) as client:
+        session = connect()
+        try:
             while time.perf_counter() < deadline:
                 try:
-                    status, elapsed, _ = one_run(client, url, image)
-                except httpx.HTTPError:
+                    status, elapsed, _ = session.run()
+                except (httpx.HTTPError, OSError, ValueError):
                     status, elapsed = -1, 0.0
                 with lock:
                     if status == 200:
@@ -200,6 +234,8 @@ def concurrent_clients(
                         counts["errors"] += 1
                 if status == 503:
                     time.sleep(0.05)  # a polite client would wait for Retry-After
+        finally:
+            session.close()
 
     meter = CpuMeter(server_pid, yardstick)
     threads = [threading.Thread(target=client_loop) for _ in range(clients)]
@@ -224,6 +260,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument("--accept-encoding", default="gzip, deflate, br, zstd")
     parser.add_argument("--encoding", default="uint8-split", choices=["uint8", "uint8-split"])
+    parser.add_argument("--client", default="raw", choices=["raw", "httpx"])
     args = parser.parse_args()
     headers = {"Accept-Encoding": args.accept_encoding}
     yardstick = Yardstick(photo())
@@ -236,18 +273,20 @@ def main() -> None:
             env["CONVSCOPE_MAX_CONCURRENT_FORWARDS"] = str(args.places)
         server = start_server(port, args.workers, env)
         try:
-            url = f"http://127.0.0.1:{port}/api/models/cifar10/forward?encoding={args.encoding}"
+            path = f"/api/models/cifar10/forward?encoding={args.encoding}"
+
+            def connect() -> Session:
+                return Session(args.client, port, path, image, headers)
+
             print(
                 f"cifar10, {len(image) / 1000:.1f} KB 320x240 JPEG, {os.cpu_count()} cores, "
                 f"{args.workers} worker(s), {args.places or 'default'} places, "
                 f"Accept-Encoding: {args.accept_encoding}, encoding={args.encoding}, "
-                f"load average {os.getloadavg()[0]:.1f}"
+                f"{args.client} clients, load average {os.getloadavg()[0]:.1f}"
             )
-            single_client(url, image, args.runs, server.pid, yardstick, headers)
+            single_client(connect, image, args.runs, server.pid, yardstick)
             for clients in args.clients:
-                concurrent_clients(
-                    url, image, clients, args.seconds, server.pid, yardstick, headers
-                )
+                concurrent_clients(connect, clients, args.seconds, server.pid, yardstick)
             print(f"load average at the end {os.getloadavg()[0]:.1f}")
         finally:
             server.terminate()
