@@ -32,6 +32,7 @@ from app.models_dir import load_imported
 from app.paths import STATIC_DIR
 from app.picture_cache import PictureCache
 from app.registry import Registry
+from app.run_volumes import RunVolumes
 from app.runs import RunStore
 from app.security import SecurityHeadersMiddleware
 from app.sessions import connect
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         )
         store_check.prepare(app.state.run_store)  # logs what is wrong; /healthz says it
+        app.state.run_volumes = RunVolumes(app.state.registry, settings.run_volume_memory_bytes)
         app.state.sessions = await connect.open_sessions(settings)
         app.state.map_cache = MapCache()
         app.state.forward_gate = gate = ForwardGate(

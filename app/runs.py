@@ -1,9 +1,13 @@
 """Runs kept so their layers can be fetched again, in a directory every worker shares.
 
     store = RunStore(Path("/tmp/convscope-runs"), max_runs=64, max_bytes=256 * MB, ttl_seconds=3600)
-    store.save(run_id, meta, pixels, volumes)
+    store.save(run_id, meta, pixels)            # the server stores no volumes (see below)
     with store.open(run_id) as run:
-        run.meta, run.pixels(), run.layer(3)
+        run.meta, run.pixels()
+
+The server saves a run's record and input only: its volumes are recomputed when asked for
+(app/run_volumes.py), which costs less than writing a megabyte per run. The store can
+still hold volumes ("layer<i>" arrays), and reads them back with run.layer(i).
 
 One file per run: a small JSON header (the run's metadata and where each array lies) then
 the raw arrays, "input" (uint8 H, W, D) and "layer<i>" (float32 H, W, D); a reader seeks
@@ -134,6 +138,11 @@ class StoredRun:
     def layer_count(self) -> int:
         return len(self.meta["layers"])
 
+    @property
+    def has_volumes(self) -> bool:
+        """Whether the file holds the layers' volumes (or only the input)."""
+        return "layer0" in self._arrays
+
     def pixels(self) -> np.ndarray:
         """The preprocessed input, uint8 (H, W, D)."""
         return self._array("input")
@@ -162,7 +171,11 @@ class RunStore:
         return self.directory / f"{run_id}{SUFFIX}"
 
     def save(
-        self, run_id: str, meta: dict[str, Any], pixels: np.ndarray, volumes: list[np.ndarray]
+        self,
+        run_id: str,
+        meta: dict[str, Any],
+        pixels: np.ndarray,
+        volumes: list[np.ndarray] | tuple = (),
     ) -> None:
         """Write one run atomically, then evict what no longer fits."""
         path = self.path(run_id)

@@ -55,7 +55,11 @@ class RedisRunStore:
         self.client.close()
 
     def save(
-        self, run_id: str, meta: dict[str, Any], pixels: np.ndarray, volumes: list[np.ndarray]
+        self,
+        run_id: str,
+        meta: dict[str, Any],
+        pixels: np.ndarray,
+        volumes: list[np.ndarray] | tuple = (),
     ) -> None:
         """Store one run (one SET: readers see all of it or nothing), then evict."""
         if not RUN_ID.fullmatch(run_id):

@@ -33,9 +33,18 @@ class Settings(BaseSettings):
     max_pixels: PositiveInt = Field(
         16_800_000, description="Largest accepted image (width x height), checked before decoding."
     )
-    run_cache_runs: PositiveInt = Field(64, description="Runs kept for refetching layers.")
+    run_cache_runs: PositiveInt = Field(
+        4096,
+        description="Runs kept for refetching layers (a run is its record and input: a few "
+        "KB for cifar10; its volumes are recomputed when asked for).",
+    )
     run_cache_bytes: PositiveInt = Field(
         256 * MB, description="Disk space the kept runs may use (in runs_dir)."
+    )
+    run_volume_memory_bytes: PositiveInt = Field(
+        64 * MB,
+        description="Memory per worker for the newest runs' volumes, so that their layers are "
+        "served without recomputing them.",
     )
     run_ttl_seconds: PositiveInt = Field(3600, description="How long a run can be fetched again.")
     max_concurrent_forwards: PositiveInt = Field(

@@ -7,8 +7,11 @@ busy machine distorts less than sampling a server does (benchmarks/profile_serve
 Pieces, as app/api/forward.py runs them: decoding and resizing (app/imaging.py, which the
 server runs in a decoding worker: the hop to it is timed apart), the layers with their
 statistics (app/inference.py), the record, the lines (plain base64, and the page's
-uint8-split gzip'd line by line), saving the run (app/runs.py). HTTP, multipart parsing
-and the event loop are not here: server_speed.py's whole CPU per run minus this sum.
+uint8-split gzip'd line by line), saving the run (app/runs.py: its record and input; the
+volumes stay in memory, app/run_volumes.py). HTTP, multipart parsing and the event loop are
+not here: server_speed.py's whole CPU per run minus this sum. The last row is not part of
+a run: what a worker that did not compute a run spends recomputing its volumes, once, when
+one of its layers is asked for.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from app import imaging, inference, stream
 from app.api.forward import new_record
 from app.decode_pool import DecodePool
 from app.registry import Registry
+from app.run_volumes import RunVolumes
 from app.runs import RunStore
 
 
@@ -42,7 +46,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=200)
     args = parser.parse_args()
     threadpool_limits(1, user_api="blas")
-    served = Registry.load(("cifar10",)).get("cifar10")
+    registry = Registry.load(("cifar10",))
+    served = registry.get("cifar10")
     net = served.network
     image = photo()
     limits = {"digits": False, "max_pixels": imaging.MAX_PIXELS, "max_aspect": 20.0}
@@ -84,15 +89,22 @@ def main() -> None:
             ("the record", record),
             ("lines: plain base64", lambda: lines("uint8", stream.Plain())),
             ("lines: uint8-split, gzip'd per line", lambda: lines("uint8-split", stream.Gzip())),
-            ("saving the run", lambda: store.save(uuid.uuid4().hex, run.dump(), pixels, volumes)),
+            ("saving the run", lambda: store.save(uuid.uuid4().hex, run.dump(), pixels)),
         ]
+        store.save(run.id, run.dump(), pixels)
+
+        def recompute() -> None:
+            with store.open(run.id) as stored:
+                RunVolumes(registry, 1 << 30).layer(stored, 0)
+
         results = [(name, cpu_ms(function, args.repeats)) for name, function in pieces]
         results.append(("bare forward, again", cpu_ms(lambda: net.forward(x), args.repeats)))
+        extra = ("recomputing a stored run's volumes (not per run)", cpu_ms(recompute, args.repeats))
     pool.close()
     forward = (results[0][1] + results[-1][1]) / 2
     print("| piece | CPU ms per run | x forward |")
     print("| --- | --- | --- |")
-    for name, ms in results:
+    for name, ms in [*results, extra]:
         print(f"| {name} | {ms:.2f} | {ms / forward:.2f} |")
 
 

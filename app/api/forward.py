@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from functools import partial
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -21,6 +21,7 @@ from app.errors import error
 from app.gate import Emit, ForwardGate, ForwardGateDep, GatedStreamingResponse, Place
 from app.record import RunInput, RunRecord
 from app.registry import RegistryDep, ServedModel
+from app.run_volumes import RunVolumes
 from app.runs import RunStore, RunStoreDep, new_run_id
 from app.settings import Settings, SettingsDep
 from app.store_check import refuse_if_unusable
@@ -126,9 +127,10 @@ async def forward(
         raise
     record = new_record(served, pixels)
     wire = stream.compressor(request.headers.get("accept-encoding"))
+    keep = Keep(store, request.app.state.run_volumes)
     return GatedStreamingResponse(
         place,
-        _run(served, pixels, record, store, gate, started, place, encoding, wire),
+        _run(served, pixels, record, keep, gate, started, place, encoding, wire),
         media_type=stream.MEDIA_TYPE,
         headers={"X-Run-Id": record.id, "Cache-Control": "no-store", **wire.headers},
     )
@@ -158,11 +160,19 @@ def _prepare(
     )
 
 
+class Keep(NamedTuple):
+    """Where a finished run goes: its record and input to the store every worker shares,
+    its volumes to this worker's memory (app/run_volumes.py)."""
+
+    store: RunStore
+    volumes: RunVolumes
+
+
 def _produce(
     served: ServedModel,
     pixels: np.ndarray,
     record: RunRecord,
-    store: RunStore,
+    keep: Keep,
     started: float,
     encoding: str,
     wire: stream.Gzip | stream.Plain,
@@ -183,8 +193,9 @@ def _produce(
             )
         )
     inference.add_scores(record, *inference.scores(net, volumes[-1]))
-    # Saved before the last line, so a client holding the scores can fetch any layer.
-    store.save(record.id, record.dump(), pixels, volumes)
+    # Kept before the last line, so a client holding the scores can fetch any layer.
+    keep.volumes.keep(record.id, volumes)
+    keep.store.save(record.id, record.dump(), pixels)
     emit(wire(stream.scores_line(record, (time.perf_counter() - started) * 1000)) + wire.end())
 
 
@@ -192,7 +203,7 @@ async def _run(
     served: ServedModel,
     pixels: np.ndarray,
     record: RunRecord,
-    store: RunStore,
+    keep: Keep,
     gate: ForwardGate,
     started: float,
     place: Place,
@@ -205,7 +216,7 @@ async def _run(
     after the producer has stopped."""
     try:
         yield wire(stream.run_line(record, len(served.network.layers), pixels))
-        produce = partial(_produce, served, pixels, record, store, started, encoding, wire)
+        produce = partial(_produce, served, pixels, record, keep, started, encoding, wire)
         async for chunk in gate.stream(produce):
             yield chunk
     except Exception:

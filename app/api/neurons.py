@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from app.api.runs import cache_headers, layer_reader, read_run
 from app.errors import error
 from app.registry import RegistryDep
+from app.run_volumes import RunVolumes, RunVolumesDep
 from app.runs import RunStoreDep, StoredRun
 from model import arithmetic
 
@@ -220,14 +221,14 @@ Neuron = Annotated[Union[KINDS], Field(discriminator="kind")]  # noqa: UP007
 PARTS = {kind: model for model in KINDS for kind in get_args(model.model_fields["kind"].annotation)}
 
 
-def _volumes(run_id: str, index: int):
+def _volumes(run_id: str, index: int, volumes: RunVolumes):
     """What a neuron's arithmetic reads from the run: the layer's volume and facts, its
     input volume (float, as the layer saw it) or the raw pixels, and the model's id."""
-    layer = layer_reader(run_id, index)
+    layer = layer_reader(run_id, index, volumes)
 
     def read(run: StoredRun) -> tuple[np.ndarray, dict, np.ndarray, str]:
         volume, info = layer(run)
-        before = run.layer(index - 1) if index > 0 else run.pixels()
+        before = volumes.layer(run, index - 1) if index > 0 else run.pixels()
         return volume, info, before, run.meta["model"]
 
     return read
@@ -243,6 +244,7 @@ def _volumes(run_id: str, index: int):
 )
 def get_neuron(
     store: RunStoreDep,
+    volumes: RunVolumesDep,
     registry: RegistryDep,
     run_id: str,
     index: int,
@@ -258,7 +260,8 @@ def get_neuron(
     (padding never wins) and avgpool (with the divisor's count); gap: the channel and its
     mean; batchnorm: x, mean, var, eps, gamma, beta; leakyrelu, sigmoid, tanh: the input (and
     alpha); flatten: the place copied; logsoftmax: the logits, max and logsumexp."""
-    (volume, info, before, model_id), expires = read_run(store, run_id, _volumes(run_id, index))
+    read = _volumes(run_id, index, volumes)
+    (volume, info, before, model_id), expires = read_run(store, run_id, read)
     h, w, d = volume.shape
     if not (row < h and col < w and depth < d):
         raise HTTPException(

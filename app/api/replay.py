@@ -13,16 +13,17 @@ from app import stream
 from app.api.forward import VolumeEncoding
 from app.errors import error
 from app.record import RunRecord
+from app.run_volumes import RunVolumes, RunVolumesDep
 from app.runs import RunNotFound, RunStoreDep, StoredRun
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
 
-def _lines(run: StoredRun, encoding: str) -> Iterator[bytes]:
+def _lines(run: StoredRun, encoding: str, volumes: RunVolumes) -> Iterator[bytes]:
     record = RunRecord.model_validate(run.meta)
     yield stream.run_line(record, run.layer_count, run.pixels())
     for layer in record.layers:
-        volume = run.layer(layer.index)
+        volume = volumes.layer(run, layer.index)
         numbers = layer.stats.model_dump()
         yield stream.layer_line(layer.index, layer.name, layer.kind, volume, 0.0, numbers, encoding)
     yield stream.scores_line(record, 0.0)
@@ -40,14 +41,18 @@ def _lines(run: StoredRun, encoding: str) -> Iterator[bytes]:
     },
 )
 def replay_run(
-    store: RunStoreDep, run_id: str, request: Request, encoding: VolumeEncoding = "uint8"
+    store: RunStoreDep,
+    volumes: RunVolumesDep,
+    run_id: str,
+    request: Request,
+    encoding: VolumeEncoding = "uint8",
 ) -> StreamingResponse:
     """A stored run again, as the forward route's stream (run, each layer, scores), gzip'd
     line by line for a client that accepts gzip."""
     wire = stream.compressor(request.headers.get("accept-encoding"))
     try:
         with store.open(run_id) as run:
-            lines = [wire(line) for line in _lines(run, encoding)] + [wire.end()]
+            lines = [wire(line) for line in _lines(run, encoding, volumes)] + [wire.end()]
     except RunNotFound:
         raise HTTPException(
             404, f"Run {run_id} is not here: it never existed or has expired."

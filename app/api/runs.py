@@ -19,6 +19,7 @@ from app.errors import error
 from app.gate import ForwardGateDep
 from app.picture_cache import PictureCacheDep, cached_picture
 from app.record import RunRecord
+from app.run_volumes import RunVolumes, RunVolumesDep
 from app.runs import RunNotFound, RunStore, RunStoreDep, StoredRun
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
@@ -60,21 +61,25 @@ def read_run(store: RunStore, run_id: str, read: Callable[[StoredRun], Any]) -> 
     try:
         with store.open(run_id) as run:
             return read(run), run.expires_at
-    except RunNotFound:
+    except RunNotFound as gone:
         minutes = store.ttl_seconds / 60
         raise HTTPException(
             404,
-            f"Run {run_id} is not here: it never existed or has expired (runs are kept "
+            getattr(gone, "detail", None)
+            or f"Run {run_id} is not here: it never existed or has expired (runs are kept "
             f"{minutes:g} minutes, the newest {store.max_runs}). Upload the image again.",
         ) from None
 
 
-def layer_reader(run_id: str, index: int) -> Callable[[StoredRun], tuple[np.ndarray, dict]]:
-    """For read_run: the layer's volume and its record entry (404 past the last layer)."""
+def layer_reader(
+    run_id: str, index: int, volumes: RunVolumes
+) -> Callable[[StoredRun], tuple[np.ndarray, dict]]:
+    """For read_run: the layer's volume (from memory, or recomputed) and its record entry
+    (404 past the last layer)."""
 
     def read(run: StoredRun) -> tuple[np.ndarray, dict]:
         _check_layer(run, run_id, index)
-        return run.layer(index), run.meta["layers"][index]
+        return volumes.layer(run, index), run.meta["layers"][index]
 
     return read
 
@@ -155,6 +160,7 @@ async def get_input_png(
 async def get_layer_png(
     request: Request,
     store: RunStoreDep,
+    volumes: RunVolumesDep,
     gate: ForwardGateDep,
     cache: PictureCacheDep,
     run_id: str,
@@ -181,7 +187,7 @@ async def get_layer_png(
         )
 
     def draw() -> bytes:
-        (volume, _), _ = read_run(store, run_id, layer_reader(run_id, index))
+        (volume, _), _ = read_run(store, run_id, layer_reader(run_id, index, volumes))
         try:
             return render.volume_png(
                 volume, slice_index=slice, colormap=colormap, scale=scale, upscale=upscale
@@ -204,6 +210,7 @@ async def get_layer_png(
 async def get_layer_json(
     request: Request,
     store: RunStoreDep,
+    volumes: RunVolumesDep,
     gate: ForwardGateDep,
     cache: PictureCacheDep,
     run_id: str,
@@ -213,7 +220,7 @@ async def get_layer_json(
     _, expires = read_run(store, run_id, layer_shape_reader(run_id, index))
 
     def encode() -> bytes:
-        (volume, info), _ = read_run(store, run_id, layer_reader(run_id, index))
+        (volume, info), _ = read_run(store, run_id, layer_reader(run_id, index, volumes))
         body = {
             "run": run_id,
             "index": index,
@@ -238,6 +245,7 @@ async def get_layer_json(
 )
 def get_layer_npy(
     store: RunStoreDep,
+    volumes: RunVolumesDep,
     run_id: str,
     index: int,
     slice: Annotated[
@@ -247,7 +255,7 @@ def get_layer_npy(
 ) -> Response:
     """The layer's volume as a .npy file: float32, shape (H, W, D); np.load reads it. With
     `slice`, one depth slice (H, W): what the page's hover readout fetches, a D-th the bytes."""
-    (volume, info), expires = read_run(store, run_id, layer_reader(run_id, index))
+    (volume, info), expires = read_run(store, run_id, layer_reader(run_id, index, volumes))
     depth = volume.shape[2]
     if slice is not None and slice >= depth:
         raise HTTPException(
