@@ -8,7 +8,10 @@ megabyte of volumes to disk after every run and evicting it again. So the worker
 computed a run keeps its volumes in memory, the newest runs first, up to a byte budget; any
 other worker, or the same one later, recomputes them with one forward pass when a layer is
 asked for. A recomputed run is checked against the statistics its record kept: if they
-differ (the model's weights changed since), the run counts as gone.
+differ (the model's weights changed since), the run counts as gone. A run too large to stay
+in memory for long (over a quarter of the budget: a 224x224 imported network's) is stored
+whole instead, volumes and all, since recomputing it for every layer asked for would cost
+a slow forward each time.
 
     volumes = RunVolumes(registry, max_bytes=64 * MB)
     volumes.keep(run_id, [v0, v1, ...])    # as the forward route computes them
@@ -49,6 +52,10 @@ class RunVolumes:
         self._computing: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self.recomputed = 0
+
+    def too_large(self, volumes: list[np.ndarray]) -> bool:
+        """Whether a run's volumes should be stored with it rather than held here."""
+        return sum(volume.nbytes for volume in volumes) * 4 > self.max_bytes
 
     def keep(self, run_id: str, volumes: list[np.ndarray]) -> None:
         """Hold a run's volumes (they are not copied: nobody may change them), evicting the

@@ -194,8 +194,11 @@ def _produce(
         )
     inference.add_scores(record, *inference.scores(net, volumes[-1]))
     # Kept before the last line, so a client holding the scores can fetch any layer.
-    keep.volumes.keep(record.id, volumes)
-    keep.store.save(record.id, record.dump(), pixels)
+    if keep.volumes.too_large(volumes):
+        keep.store.save(record.id, record.dump(), pixels, volumes)
+    else:
+        keep.volumes.keep(record.id, volumes)
+        keep.store.save(record.id, record.dump(), pixels)
     emit(wire(stream.scores_line(record, (time.perf_counter() - started) * 1000)) + wire.end())
 
 

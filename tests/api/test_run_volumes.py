@@ -113,3 +113,13 @@ def test_requests_for_one_run_at_once_recompute_it_once(tmp_path: Path) -> None:
         thread.join()
     assert volumes.recomputed == 1
     assert all(result.tobytes() == computed[5][1].tobytes() for result in results)
+
+
+async def test_a_run_too_large_for_memory_is_stored_whole(settings: Settings) -> None:
+    small = settings.model_copy(update={"run_volume_memory_bytes": 1 << 20})  # cifar10: ~1 MB
+    async with worker(small) as (_, client):
+        run_id, _ = await make_run(client)
+    assert (settings.runs_dir / f"{run_id}.run").stat().st_size > 900_000
+    async with worker(small) as (second, client):
+        assert (await npy(client, run_id, 0)).shape == (32, 32, 32)
+        assert second.state.run_volumes.recomputed == 0  # read from the file
