@@ -1,16 +1,17 @@
 """The NDJSON lines of a forward run: one JSON object per line, each with a "type".
 
     {"type": "run", "id", "model", "trained", "classes", "layer_count", "input": {...}}
-    {"type": "layer", "index", "name", "kind", "shape", "stats", "encoding": "uint8" or
-     "uint8-split", "layout": "DHW", "scale": {"min", "max"}, "data": base64, "elapsed_ms"}
-                                                      (one per layer)
+    {"type": "layer", "index", "name", "kind", "shape", "stats", "encoding": "uint8",
+     "uint8-split" or "uint8-predicted", "layout": "DHW", "scale": {"min", "max"},
+     "data": base64, "elapsed_ms"}                    (one per layer; "prediction" with
+                                                       "uint8-predicted")
     {"type": "scores", "probabilities", "top", "elapsed_ms"}
     {"type": "error", "detail"}                       (instead, if the run fails midway)
 
 A layer's numbers travel as one byte each: q = round((v - min) / (max - min) * 255), so
 v ~= min + q / 255 * (max - min), off by at most half a step, (max - min) / 510 (a 256-step
 colour map shows no more); `/api/runs/{id}/layers/{i}.json` has the exact values. The bytes
-q, depth slice after depth slice, are written in one of two ways, the client's choice
+q, depth slice after depth slice, are written in one of three ways, the client's choice
 (`?encoding=` on the forward and replay routes):
 
 - "uint8" (the default): standard base64 of the bytes.
@@ -18,14 +19,21 @@ q, depth slice after depth slice, are written in one of two ways, the client's c
   that an HTTP compressor sees the numbers' own distribution: first one character per
   number holding its top six bits (ALPHABET[q >> 2]), then one character per three numbers
   holding their low two bits (ALPHABET[l0 << 4 | l1 << 2 | l2], the last group padded with
-  zeros). As long as base64; with gzip a cifar10 run goes from about 330 KB to under
-  150 KB, where gzip of plain base64 stays near 165 KB.
+  zeros). As long as base64; with gzip a cifar10 run goes from about 330 KB to 150-180 KB
+  (gzip of plain base64: 180-190 KB).
+- "uint8-predicted" (what the page asks for): as "uint8-split", except that a ReLU line
+  that follows a layer of its shape, or a pool line that halves the layer before it, says
+  `"encoding": "uint8-predicted", "prediction": "relu"` or `"max2x2"` and carries, one
+  character per number, the difference between its bytes and what the previous line's
+  bytes predict (app/prediction.py has the arithmetic, which a client repeats exactly).
+  The same bytes q in the end, so the same error bound; with gzip a cifar10 run takes
+  105-120 KB.
 
 Either can be sent compressed: a client whose Accept-Encoding allows gzip gets
 `Content-Encoding: gzip`, one gzip stream for the response, flushed (Z_SYNC_FLUSH) after
 every line, so each line can be decoded the moment it arrives. Others get plain NDJSON.
-The gzip is ISA-L's (the `isal` binding): the same format as zlib's, a third of its CPU
-and a little smaller (BENCHMARKS.md, "The server path").
+The gzip is ISA-L's (the `isal` binding): the same format as zlib's at a third of its CPU
+(BENCHMARKS.md, "The server path").
 """
 
 from __future__ import annotations
@@ -37,11 +45,12 @@ from typing import Any
 import numpy as np
 from isal import isal_zlib
 
+from app import prediction
 from app.inference import stats
 from app.record import RunRecord
 
 MEDIA_TYPE = "application/x-ndjson"
-ENCODINGS = ("uint8", "uint8-split")
+ENCODINGS = ("uint8", "uint8-split", "uint8-predicted")
 ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _CHARS = np.frombuffer(ALPHABET, np.uint8)
 _VALUES = np.full(256, 255, np.uint8)
@@ -93,10 +102,19 @@ def unsplit(text: str | bytes, count: int) -> np.ndarray:
     return (values[:count] << 2) | low
 
 
-def volume_bytes(message: dict[str, Any]) -> np.ndarray:
-    """A layer line's quantised numbers q, uint8 (D, H, W), in either encoding."""
+def volume_bytes(message: dict[str, Any], previous: dict[str, Any] | None = None) -> np.ndarray:
+    """A layer line's quantised numbers q, uint8 (D, H, W), in any encoding; a
+    "uint8-predicted" line needs the line before it, `previous`, with its "q" added
+    (LayerReader does that for a whole stream)."""
     height, width, depth = message["shape"]
     count = height * width * depth
+    if message["encoding"] == "uint8-predicted":
+        if previous is None or "q" not in previous:
+            raise ValueError("a predicted line needs the line before it")
+        predicted = prediction.predict(
+            message["prediction"], previous["q"], _scale(previous), _scale(message)
+        )
+        return prediction.undo(message["data"].encode(), predicted, _VALUES)
     if message["encoding"] == "uint8-split":
         q = unsplit(message["data"], count)
     else:
@@ -104,11 +122,28 @@ def volume_bytes(message: dict[str, Any]) -> np.ndarray:
     return q.reshape(depth, height, width)
 
 
-def dequantize(message: dict[str, Any]) -> np.ndarray:
-    """A layer line's volume back as float32 (H, W, D), as a client would decode it."""
-    q = volume_bytes(message)
-    lo, hi = message["scale"]["min"], message["scale"]["max"]
+def _scale(message: dict[str, Any]) -> tuple[float, float]:
+    return message["scale"]["min"], message["scale"]["max"]
+
+
+def dequantize(message: dict[str, Any], q: np.ndarray | None = None) -> np.ndarray:
+    """A layer line's volume back as float32 (H, W, D), as a client would decode it (from
+    its bytes `q` when given: a predicted line's need the line before)."""
+    q = volume_bytes(message) if q is None else q
+    lo, hi = _scale(message)
     return (lo + q.astype(np.float32) / 255 * (hi - lo)).transpose(1, 2, 0).astype(np.float32)
+
+
+class LayerReader:
+    """Decodes a stream's layer lines in order; each message gets its bytes as "q"."""
+
+    def __init__(self) -> None:
+        self._previous: dict[str, Any] | None = None
+
+    def __call__(self, message: dict[str, Any]) -> np.ndarray:
+        message["q"] = volume_bytes(message, self._previous)
+        self._previous = message
+        return message["q"]
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:
@@ -182,6 +217,62 @@ def run_line(record: RunRecord, layer_count: int, pixels: np.ndarray) -> bytes:
     )
 
 
+class LayerLines:
+    """The layer lines of one run, in order, in `encoding` (one of ENCODINGS): a
+    "uint8-predicted" line is predicted from the line before it."""
+
+    def __init__(self, encoding: str = "uint8"):
+        self.encoding = encoding
+        self._previous: tuple[np.ndarray, tuple[float, float], list[int]] | None = None
+
+    def __call__(
+        self,
+        index: int,
+        name: str,
+        kind: str,
+        volume: np.ndarray,
+        elapsed_ms: float,
+        layer_stats: dict[str, float] | None = None,
+    ) -> bytes:
+        """One layer's volume (H, W, D) float32, quantised to a byte per number."""
+        layer_stats = layer_stats or stats(volume)
+        lo, hi = layer_stats["min"], layer_stats["max"]
+        shape = list(volume.shape)
+        q = quantize(volume, lo, hi)
+        encoding, data, extra = self._encode(q, kind, shape, (lo, hi))
+        head = dumps(
+            {
+                "type": "layer",
+                "index": index,
+                "name": name,
+                "kind": kind,
+                "shape": shape,
+                "stats": layer_stats,
+                "encoding": encoding,
+                **extra,
+                "layout": "DHW",
+                "scale": {"min": lo, "max": hi},
+                "elapsed_ms": round(elapsed_ms, 3),
+            }
+        )
+        # Base64 needs no JSON escaping: splice it in rather than have json scan it again.
+        return b"".join((head[:-2], b',"data":"', data, b'"}\n'))
+
+    def _encode(
+        self, q: np.ndarray, kind: str, shape: list[int], scale: tuple[float, float]
+    ) -> tuple[str, bytes, dict[str, str]]:
+        previous, self._previous = self._previous, (q, scale, shape)
+        if self.encoding == "uint8":
+            return "uint8", base64.b64encode(q), {}
+        if self.encoding == "uint8-predicted" and previous is not None and scale[1] > scale[0]:
+            previous_q, previous_scale, previous_shape = previous
+            if how := prediction.how(kind, shape, previous_shape):
+                predicted = prediction.predict(how, previous_q, previous_scale, scale)
+                if (text := prediction.difference(q, predicted, _CHARS)) is not None:
+                    return "uint8-predicted", text, {"prediction": how}
+        return "uint8-split", split(q), {}
+
+
 def layer_line(
     index: int,
     name: str,
@@ -191,28 +282,8 @@ def layer_line(
     layer_stats: dict[str, float] | None = None,
     encoding: str = "uint8",
 ) -> bytes:
-    """One layer's volume (H, W, D) float32, quantised to a byte per number, in `encoding`
-    (one of ENCODINGS)."""
-    layer_stats = layer_stats or stats(volume)
-    lo, hi = layer_stats["min"], layer_stats["max"]
-    head = dumps(
-        {
-            "type": "layer",
-            "index": index,
-            "name": name,
-            "kind": kind,
-            "shape": list(volume.shape),
-            "stats": layer_stats,
-            "encoding": encoding,
-            "layout": "DHW",
-            "scale": {"min": lo, "max": hi},
-            "elapsed_ms": round(elapsed_ms, 3),
-        }
-    )
-    # Base64 needs no JSON escaping: splice it in rather than have json scan it again.
-    q = quantize(volume, lo, hi)
-    data = split(q) if encoding == "uint8-split" else base64.b64encode(q)
-    return b"".join((head[:-2], b',"data":"', data, b'"}\n'))
+    """One layer's line on its own ("uint8-predicted" needs the line before: LayerLines)."""
+    return LayerLines(encoding)(index, name, kind, volume, elapsed_ms, layer_stats)
 
 
 def scores_line(record: RunRecord, elapsed_ms: float) -> bytes:

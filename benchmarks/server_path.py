@@ -7,11 +7,11 @@ busy machine distorts less than sampling a server does (benchmarks/profile_serve
 Pieces, as app/api/forward.py runs them: decoding and resizing (app/imaging.py, which the
 server runs in a decoding worker: the hop to it is timed apart), the layers with their
 statistics (app/inference.py), the record, the lines (plain base64, and the page's
-uint8-split gzip'd line by line), saving the run (app/runs.py: its record and input; the
-volumes stay in memory, app/run_volumes.py). HTTP, multipart parsing and the event loop are
-not here: server_speed.py's whole CPU per run minus this sum. The last row is not part of
-a run: what a worker that did not compute a run spends recomputing its volumes, once, when
-one of its layers is asked for.
+uint8-split and the page's uint8-predicted, gzip'd line by line), saving the run
+(app/runs.py: its record and input; the volumes stay in memory, app/run_volumes.py). HTTP,
+multipart parsing and the event loop are not here: server_speed.py's whole CPU per run minus
+this sum. The last row is not part of a run: what a worker that did not compute a run
+spends recomputing its volumes, once, when one of its layers is asked for.
 """
 
 from __future__ import annotations
@@ -70,9 +70,9 @@ def main() -> None:
 
         def lines(encoding: str, wire) -> int:
             size = len(wire(stream.run_line(run, len(net.layers), pixels)))
+            layer_lines = stream.LayerLines(encoding)
             for i, (layer, volume, numbers) in enumerate(computed):
-                line = stream.layer_line(i, layer.name, layer.kind, volume, 1.0, numbers, encoding)
-                size += len(wire(line))
+                size += len(wire(layer_lines(i, layer.name, layer.kind, volume, 1.0, numbers)))
             return size + len(wire(stream.scores_line(run, 1.0)) + wire.end())
 
         pieces = [
@@ -89,6 +89,10 @@ def main() -> None:
             ("the record", record),
             ("lines: plain base64", lambda: lines("uint8", stream.Plain())),
             ("lines: uint8-split, gzip'd per line", lambda: lines("uint8-split", stream.Gzip())),
+            (
+                "lines: uint8-predicted, gzip'd per line (the page's)",
+                lambda: lines("uint8-predicted", stream.Gzip()),
+            ),
             ("saving the run", lambda: store.save(uuid.uuid4().hex, run.dump(), pixels)),
         ]
         store.save(run.id, run.dump(), pixels)
@@ -99,7 +103,10 @@ def main() -> None:
 
         results = [(name, cpu_ms(function, args.repeats)) for name, function in pieces]
         results.append(("bare forward, again", cpu_ms(lambda: net.forward(x), args.repeats)))
-        extra = ("recomputing a stored run's volumes (not per run)", cpu_ms(recompute, args.repeats))
+        extra = (
+            "recomputing a stored run's volumes (not per run)",
+            cpu_ms(recompute, args.repeats),
+        )
     pool.close()
     forward = (results[0][1] + results[-1][1]) / 2
     print("| piece | CPU ms per run | x forward |")

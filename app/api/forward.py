@@ -29,10 +29,11 @@ from app.upload import read_file_field
 
 router = APIRouter(prefix="/api/models", tags=["runs"])
 VolumeEncoding = Annotated[
-    Literal["uint8", "uint8-split"],
+    Literal["uint8", "uint8-split", "uint8-predicted"],
     Query(
-        description="How each layer's bytes are written (app/stream.py): base64, or the "
-        "byte-aligned split that compresses to half (what the page asks for)."
+        description="How each layer's bytes are written (app/stream.py): base64; the "
+        "byte-aligned split that compresses to half; or that split with ReLU and pool "
+        "layers sent as their difference from the layer before (what the page asks for)."
     ),
 ]
 log = logging.getLogger(__name__)
@@ -182,16 +183,13 @@ def _produce(
     is ready; then save the run and emit the scores. Runs on a compute thread."""
     net = served.network
     volumes = []
+    lines = stream.LayerLines(encoding)
     for layer, volume, numbers in inference.layers(net, pixels):
         inference.add_layer(record, layer, volume, numbers)
         volumes.append(volume)
         elapsed = (time.perf_counter() - started) * 1000
         index = len(volumes) - 1
-        emit(
-            wire(
-                stream.layer_line(index, layer.name, layer.kind, volume, elapsed, numbers, encoding)
-            )
-        )
+        emit(wire(lines(index, layer.name, layer.kind, volume, elapsed, numbers)))
     inference.add_scores(record, *inference.scores(net, volumes[-1]))
     # Kept before the last line, so a client holding the scores can fetch any layer.
     if keep.volumes.too_large(volumes):

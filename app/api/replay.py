@@ -22,10 +22,11 @@ router = APIRouter(prefix="/api/runs", tags=["runs"])
 def _lines(run: StoredRun, encoding: str, volumes: RunVolumes) -> Iterator[bytes]:
     record = RunRecord.model_validate(run.meta)
     yield stream.run_line(record, run.layer_count, run.pixels())
+    lines = stream.LayerLines(encoding)
     for layer in record.layers:
         volume = volumes.layer(run, layer.index)
         numbers = layer.stats.model_dump()
-        yield stream.layer_line(layer.index, layer.name, layer.kind, volume, 0.0, numbers, encoding)
+        yield lines(layer.index, layer.name, layer.kind, volume, 0.0, numbers)
     yield stream.scores_line(record, 0.0)
 
 

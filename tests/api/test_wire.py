@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
-from app import stream
+from app import prediction, stream
 from tests.api.networks import CIFAR_LAYERS, reference
 from tests.asgi import receive_once
 from tests.images import jpeg, photo, png
@@ -251,3 +252,109 @@ async def test_each_gzip_line_decodes_before_the_next_layer_is_computed(app: Fas
             finished.set()
     assert [line["type"] for line in lines] == ["run"] + ["layer"] * CIFAR_LAYERS + ["scores"]
     assert inflate.eof and pending[0] == b""
+
+
+# --- "uint8-predicted": ReLU and pool lines as their difference from the line before ---------
+
+
+def predicted_by_loops(how: str, q_prev: np.ndarray, prev_scale, scale) -> np.ndarray:
+    """app/prediction.py's arithmetic written out number by number (float64, as a browser)."""
+    (lo_p, hi_p), (lo, hi) = prev_scale, scale
+    step, k = (hi_p - lo_p) / 255, 255 / (hi - lo)
+    depth, height, width = q_prev.shape
+    if how == "max2x2":
+        height, width = height // 2, width // 2
+    out = np.zeros((depth, height, width), np.int16)
+    for d in range(depth):
+        for r in range(height):
+            for c in range(width):
+                if how == "relu":
+                    x = max(lo_p + int(q_prev[d, r, c]) * step, 0.0)
+                else:
+                    best = max(int(q_prev[d, 2 * r + i, 2 * c + j]) for i in (0, 1) for j in (0, 1))
+                    x = lo_p + best * step
+                out[d, r, c] = min(255, max(0, math.floor((x - lo) * k + 0.5)))
+    return out
+
+
+def conv_relu_pool(seed: int) -> list[tuple[str, np.ndarray]]:
+    conv = np.random.default_rng(seed).normal(0.3, 2, (6, 8, 5)).astype(np.float32)
+    relu = np.maximum(conv, 0)
+    pool = relu.reshape(3, 2, 4, 2, 5).max(axis=(1, 3))
+    return [("conv", conv), ("relu", relu), ("pool", pool)]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_predicted_lines_carry_the_split_lines_bytes(seed: int) -> None:
+    layers = conv_relu_pool(seed)
+    predicted, split = stream.LayerLines("uint8-predicted"), stream.LayerLines("uint8-split")
+    reader = stream.LayerReader()
+    for index, (kind, volume) in enumerate(layers):
+        line = json.loads(predicted(index, kind, kind, volume, 0.0))
+        reference_line = json.loads(split(index, kind, kind, volume, 0.0))
+        expected = {"conv": "uint8-split", "relu": "uint8-predicted", "pool": "uint8-predicted"}
+        assert line["encoding"] == expected[kind]
+        assert line.get("prediction") == {"conv": None, "relu": "relu", "pool": "max2x2"}[kind]
+        assert np.array_equal(reader(line), stream.volume_bytes(reference_line))
+        assert np.abs(stream.dequantize(line, line["q"]) - volume).max() <= half_step(line)
+
+
+def test_the_prediction_is_the_arithmetic_written_out() -> None:
+    rng = np.random.default_rng(7)
+    q_prev = rng.integers(0, 256, (3, 6, 4), dtype=np.uint8)
+    for how, scales in [
+        ("relu", ((-1.5, 2.25), (0.0, 2.25))),
+        ("max2x2", ((0.0, 3.0), (0.1, 3.0))),
+    ]:
+        expected = predicted_by_loops(how, q_prev, *scales)
+        assert np.array_equal(prediction.predict(how, q_prev, *scales), expected)
+
+
+def test_a_layer_far_from_its_prediction_is_sent_whole() -> None:
+    lines = stream.LayerLines("uint8-predicted")
+    rng = np.random.default_rng(4)
+    lines(0, "conv", "conv", rng.normal(0, 1, (4, 4, 2)).astype(np.float32), 0.0)
+    unrelated = rng.uniform(0, 1, (4, 4, 2)).astype(np.float32)  # a "relu" that is not one
+    line = json.loads(lines(1, "relu", "relu", unrelated, 0.0))
+    assert line["encoding"] == "uint8-split" and "prediction" not in line
+    assert np.abs(stream.dequantize(line) - unrelated).max() <= half_step(line)
+
+
+def test_a_predicted_line_without_the_line_before_is_refused() -> None:
+    layers = conv_relu_pool(0)
+    lines = stream.LayerLines("uint8-predicted")
+    lines(0, "conv", "conv", layers[0][1], 0.0)
+    relu = json.loads(lines(1, "relu", "relu", layers[1][1], 0.0))
+    with pytest.raises(ValueError, match="needs the line before"):
+        stream.volume_bytes(relu)
+
+
+async def test_the_page_s_encoding_gives_the_same_bytes_in_a_third_less(app: FastAPI) -> None:
+    upload = jpeg(photo(80, 60, seed=4))
+    async with app.router.lifespan_context(app):
+        runs = {}
+        for encoding in (b"uint8-split", b"uint8-predicted"):
+            start, chunks = await call(
+                app,
+                "/api/models/cifar10/forward",
+                b"encoding=" + encoding,
+                CHROMIUM.encode(),
+                upload,
+            )
+            runs[encoding] = (sum(map(len, chunks)), lines_of(start, chunks))
+        (split_size, split_lines), (size, lines) = runs[b"uint8-split"], runs[b"uint8-predicted"]
+        reader = stream.LayerReader()
+        kinds = {line["encoding"] for line in lines[1:-1]}
+        assert kinds == {"uint8-split", "uint8-predicted"}
+        for line, reference_line in zip(lines[1:-1], split_lines[1:-1], strict=True):
+            assert np.array_equal(reader(line), stream.volume_bytes(reference_line))
+        assert size < 0.8 * split_size, (size, split_size)
+        replay_start, replay_chunks = await call(
+            app, f"/api/runs/{lines[0]['id']}/stream", b"encoding=uint8-predicted", b"gzip"
+        )
+        replay_reader = stream.LayerReader()
+        for line, first in zip(
+            lines_of(replay_start, replay_chunks)[1:-1], lines[1:-1], strict=True
+        ):
+            assert line["encoding"] == first["encoding"]
+            assert np.array_equal(replay_reader(line), first["q"])
