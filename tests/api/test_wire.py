@@ -358,3 +358,27 @@ async def test_the_page_s_encoding_gives_the_same_bytes_in_a_third_less(app: Fas
         ):
             assert line["encoding"] == first["encoding"]
             assert np.array_equal(replay_reader(line), first["q"])
+
+
+def test_the_page_decodes_the_servers_predicted_encoding(tmp_path: Path) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: apt-get install -y nodejs")
+    lines, everything = stream.LayerLines("uint8-predicted"), []
+    for seed in (0, 1):
+        for index, (kind, volume) in enumerate(conv_relu_pool(seed)):
+            everything.append(json.loads(lines(index, kind, kind, volume, 0.0)))
+    reader = stream.LayerReader()
+    expected = [reader(dict(line)).reshape(-1).tolist() for line in everything]
+    assert {line["encoding"] for line in everything} == {"uint8-split", "uint8-predicted"}
+    fixture = tmp_path / "predicted.json"
+    fixture.write_text(json.dumps({"lines": everything, "bytes": expected}))
+    result = subprocess.run(
+        [node, "--test", str(JS_TEST.parent / "predict.test.mjs")],
+        env={**os.environ, "PREDICTED_FIXTURE": str(fixture)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "# skipped 0" in result.stdout
