@@ -19,15 +19,15 @@ q, depth slice after depth slice, are written in one of three ways, the client's
   that an HTTP compressor sees the numbers' own distribution: first one character per
   number holding its top six bits (ALPHABET[q >> 2]), then one character per three numbers
   holding their low two bits (ALPHABET[l0 << 4 | l1 << 2 | l2], the last group padded with
-  zeros). As long as base64; with gzip a cifar10 run goes from about 330 KB to 150-180 KB
-  (gzip of plain base64: 180-190 KB).
+  zeros). As long as base64; with gzip a cifar10 run goes from 335 KB to 168-182 KB
+  (gzip of plain base64: 181-190 KB).
 - "uint8-predicted" (what the page asks for): as "uint8-split", except that a ReLU line
   that follows a layer of its shape, or a pool line that halves the layer before it, says
   `"encoding": "uint8-predicted", "prediction": "relu"` or `"max2x2"` and carries, one
   character per number, the difference between its bytes and what the previous line's
   bytes predict (app/prediction.py has the arithmetic, which a client repeats exactly).
   The same bytes q in the end, so the same error bound; with gzip a cifar10 run takes
-  105-120 KB.
+  124-131 KB, an mnist one 27-36 KB.
 
 Either can be sent compressed: a client whose Accept-Encoding allows gzip gets
 `Content-Encoding: gzip`, one gzip stream for the response, flushed (Z_SYNC_FLUSH) after
