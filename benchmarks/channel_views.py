@@ -3,7 +3,7 @@ the share of channels whose activation on their visualisation beats all of their
 dataset patches, and what a visualisation costs.
 
     python benchmarks/channel_views.py [--model cifar10] [--data PATH] [--per-layer N | --all]
-        [--decay-power P]
+        [--set NAME=VALUE ...]
 
 The top patches come from the model's index (`convscope index`) when it is there and made
 for these weights, else one is built here over the whole test split (not written). A patch's
@@ -14,8 +14,8 @@ channels measured are spread evenly over each layer (`--per-layer`), or all of t
 A relu or pool channel is climbed through the conv channel before it (model/channels/
 visualize.py), so its image is that conv channel's: the ascent runs once and is measured
 at each layer, and the CPU seconds of a relu or pool row are those of the ascent it reuses.
-`--decay-power` sets the Fourier spectrum's 1 / frequency ** P for every layer (default: the
-server's settings).
+`--set` changes one of the settings (model/channels/visualize.py VisSettings) for every
+layer, e.g. `--set decay_power=1.5 --set jitter=0`; the default is the server's settings.
 """
 
 from __future__ import annotations
@@ -62,20 +62,30 @@ def top_values(net: model.Network, model_id: str, data: Path) -> dict[int, np.nd
     return {layer.index: layer.values for layer in found.layers}
 
 
+def _setting(text: str) -> tuple[str, object]:
+    name, _, value = text.partition("=")
+    default = getattr(VisSettings(), name)  # an AttributeError names a setting that is not
+    return name, (
+        value.lower() in ("1", "true") if isinstance(default, bool) else type(default)(value)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="cifar10")
     parser.add_argument("--data", type=Path)
     parser.add_argument("--per-layer", type=int, default=8, help="channels measured per layer")
     parser.add_argument("--all", action="store_true", help="every channel of every layer")
-    parser.add_argument("--decay-power", type=float, help="the spectrum's decay, every layer")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="a setting changed"
+    )
     args = parser.parse_args()
     net = model.load(args.model)
     tops = top_values(net, args.model, args.data or DEFAULT_DATA[args.model])
-    options = {} if args.decay_power is None else {"decay_power": args.decay_power}
-    settings = VisSettings(**options)
+    settings = VisSettings(**dict(_setting(text) for text in args.set))
     ascents: dict[tuple[int, int], tuple[np.ndarray, float]] = {}
-    print(f"\n{args.model}, settings {settings.key()} ({settings.steps} steps)\n")
+    changed = ", ".join(args.set) or "the server's"
+    print(f"\n{args.model}, settings {settings.key()} ({changed}; {settings.steps} steps)\n")
     print(
         "| layer | channels measured | mean beats all top 9 | max neuron beats all top 9 "
         "| median mean / top 1 | CPU s per channel |"
