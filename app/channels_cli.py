@@ -17,7 +17,7 @@ from tqdm import tqdm
 from app.cli_help import HelpFormatter
 
 # Steps 0, 16, 32, 64, 128 and 256 of the default ascent: a replay in 6 pictures, and a
-# stored cifar10 channel of about 18 KB instead of 33 frames' 50 to 100 KB (BENCHMARKS.md).
+# fifth of the bytes of all 33 frames (sizes in BENCHMARKS.md).
 FRAMES_KEPT = 6
 
 
