@@ -290,11 +290,8 @@ class ChannelViews:
         else:
             meta, source = found
             result = measured_at(net, index, stored_visualization(meta, source, settings))
-            for step, image, value in zip(
-                result.frame_steps, result.frames, result.frame_activations, strict=True
-            ):
-                if on_frame:
-                    on_frame(step, image, value)
+            for k, step in enumerate(result.frame_steps if on_frame else ()):
+                on_frame(step, result.frames[k], result.frame_activations[k])
             if source.parent == target:
                 strip = source.name
         meta = write_visualization(target, name, result, self.weights_sha256(served), strip)

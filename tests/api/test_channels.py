@@ -157,10 +157,15 @@ async def test_a_relu_channel_shares_the_strip_of_its_conv_channel(app, client, 
     assert files == [f"{relu - 1:02d}-002.json", f"{relu - 1:02d}-002.png", f"{relu:02d}-002.json"]
     image = await client.get(body["image"])
     np.testing.assert_array_equal(png_pixels(image.content), own.image[:, :, 0])
-    lines = [
-        json.loads(line) for line in (await client.get(f"{url}/stream?steps=16")).text.splitlines()
-    ]
-    assert [line["activation"] for line in lines[:-1]] == own.frame_activations
+    replayed = await stream_lines(client, f"{url}/stream?steps=16")
+    assert [line["activation"] for line in replayed[:-1]] == own.frame_activations
+    # Streamed while it is made from the conv channel's frames: the same lines.
+    await client.get(f"{BASE}/{relu - 1}/channels/5/visualization.json?steps=16")
+    streamed = await stream_lines(client, f"{BASE}/{relu}/channels/5/visualization/stream?steps=16")
+    own = visualize(net, relu, 5, VisSettings(steps=16))
+    assert [line.get("activation") for line in streamed[:-1]] == own.frame_activations
+    names = {p.name for p in (settings.channel_cache_dir / "mnist").rglob("*.*")}
+    assert f"{relu:02d}-005.json" in names and f"{relu:02d}-005.png" not in names
 
 
 async def test_thinned_precomputed_frames_are_served_and_replayed(app, client, settings) -> None:
