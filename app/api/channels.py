@@ -87,8 +87,11 @@ class Examples(BaseModel):
 
 
 class Frames(BaseModel):
-    url: str = Field(description="Every frame side by side (PNG), the last being the image.")
-    steps: list[int]
+    url: str = Field(
+        description="The frames side by side (PNG), the last being the image: every one made "
+        "on request, a few of them for a precomputed picture."
+    )
+    steps: list[int] = Field(description="The step of each frame in the strip.")
     activations: list[float]
 
 
@@ -304,7 +307,7 @@ async def visualization_frames(
     steps: Steps = VisSettings.steps,
     seed: Seed = VisSettings.seed,
 ) -> Response:
-    """Every frame of the ascent side by side (steps in the .json), for a replay."""
+    """The ascent's stored frames side by side (their steps in the .json), for a replay."""
     return await _png(model_id, index, channel, request, registry, views, gate, steps, seed, False)
 
 
