@@ -2,7 +2,7 @@
 
 index: the top dataset patches of every channel, written beside the weights (or --out).
 visualize: every channel's feature visualisation, into the same folder, where the server
-looks before computing one.
+looks before computing one. A run cut short resumes: channels already there are skipped.
 """
 
 from __future__ import annotations
@@ -15,6 +15,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from app.cli_help import HelpFormatter
+
+# Steps 0, 16, 32, 64, 128 and 256 of the default ascent: a replay in 6 pictures, and a
+# fifth of the bytes of all 33 frames (sizes in BENCHMARKS.md).
+FRAMES_KEPT = 6
 
 
 def add_index_parser(subparsers) -> None:
@@ -123,6 +127,13 @@ examples:
     parser.add_argument("--layers", help="comma-separated layer indices (default: all of them)")
     parser.add_argument("--steps", type=int, help="Adam steps (default: the server's)")
     parser.add_argument("--seed", type=int, help="seed (default: the server's)")
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=FRAMES_KEPT,
+        help="frames of each ascent kept for the page's replay: the first, the last and "
+        f"those at halving steps before it (default {FRAMES_KEPT}; 0 keeps all)",
+    )
     parser.set_defaults(handler=visualize)
 
 
@@ -136,6 +147,9 @@ def visualize(args: argparse.Namespace) -> int:
         wanted = [int(i) for i in args.layers.split(",")] if args.layers else None
     except (FileNotFoundError, ValueError) as error:
         print(f"convscope visualize: {error}", file=sys.stderr)
+        return 2
+    if args.frames == 1 or args.frames < 0:
+        print("convscope visualize: --frames is 0 (all) or at least 2", file=sys.stderr)
         return 2
     options = {k: v for k, v in (("steps", args.steps), ("seed", args.seed)) if v is not None}
     settings = VisSettings(**options)
@@ -151,7 +165,7 @@ def visualize(args: argparse.Namespace) -> int:
     started, made = time.perf_counter(), 0
     for i, d in tqdm(jobs, desc=f"visualising {args.model}", unit="channel"):
         if views.find_visualization(served, i, d, settings, roots=[root]) is None:
-            views.make_visualization(served, i, d, settings, root=root)
+            views.make_visualization(served, i, d, settings, root=root, keep_frames=args.frames)
             made += 1
     print(f"{made} of {len(jobs)} channels made in {time.perf_counter() - started:.1f} s: {root}")
     return 0

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from app import render
 from app.api.models import served_model
-from app.channels import ChannelError, ChannelViews, ChannelViewsDep
+from app.channels import ChannelError, ChannelViews, ChannelViewsDep, read_frames
 from app.errors import error
 from app.gate import Emit, ForwardGate, ForwardGateDep, GatedStreamingResponse, Place
 from app.registry import RegistryDep, ServedModel
@@ -87,8 +87,11 @@ class Examples(BaseModel):
 
 
 class Frames(BaseModel):
-    url: str = Field(description="Every frame side by side (PNG), the last being the image.")
-    steps: list[int]
+    url: str = Field(
+        description="The frames side by side (PNG), the last being the image: every one made "
+        "on request, a few of them for a precomputed picture."
+    )
+    steps: list[int] = Field(description="The step of each frame in the strip.")
     activations: list[float]
 
 
@@ -304,7 +307,7 @@ async def visualization_frames(
     steps: Steps = VisSettings.steps,
     seed: Seed = VisSettings.seed,
 ) -> Response:
-    """Every frame of the ascent side by side (steps in the .json), for a replay."""
+    """The ascent's stored frames side by side (their steps in the .json), for a replay."""
     return await _png(model_id, index, channel, request, registry, views, gate, steps, seed, False)
 
 
@@ -381,13 +384,10 @@ def _produce(served, views: ChannelViews, index, channel, settings, found, emit:
         )
     else:
         meta, strip = found
-        from model.channels.files import read_sprite
-
-        pixels = read_sprite(strip)
-        width = pixels.shape[0]
         frames = meta["frames"]
-        for k, (step, value) in enumerate(zip(frames["steps"], frames["activations"], strict=True)):
-            emit(_frame_line(step, pixels[:, k * width : (k + 1) * width], value))
+        images = read_frames(strip, len(frames["steps"]))
+        for step, image, value in zip(frames["steps"], images, frames["activations"], strict=True):
+            emit(_frame_line(step, image, value))
     done = {"type": "done", **_info(served, index, channel, meta, settings)}
     emit((json.dumps(done) + "\n").encode())
 

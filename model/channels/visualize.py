@@ -17,6 +17,8 @@ the channel but shows nothing. Instead, as in Lucid:
 
 Channels of relu and pool layers are climbed through the channel of the conv layer before
 them (the same filter, before the ReLU): a ReLU that is off everywhere passes no gradient.
+So such a channel's frames are its conv channel's, and `measured_at` makes its result from
+that one without climbing again.
 The activation reported is always that of the requested layer, on the final image rounded
 to 8 bits, exactly as it would be if that PNG were fed to the network.
 
@@ -30,7 +32,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -78,6 +80,28 @@ class Visualization:
     frame_steps: list[int] = field(default_factory=list)
     frame_activations: list[float] = field(default_factory=list)
 
+    def thinned(self, count: int) -> Visualization:
+        """The same result with at most `count` frames (count >= 2): the first, the last
+        and, between them, those nearest steps last/2, last/4, ...: the image changes most
+        early in the ascent, so halving steps keep the replay's story in a few frames."""
+        if count < 2:
+            raise ValueError("a replay needs at least the first and the last frame")
+        steps = np.array(self.frame_steps)
+        kept = {0, len(steps) - 1}
+        target = float(steps[-1])
+        while len(kept) < min(count, len(steps)):
+            target /= 2
+            if target < steps[1] / 2:
+                break
+            kept.add(int(np.argmin(np.abs(steps - target))))
+        kept = sorted(kept)
+        return replace(
+            self,
+            frames=self.frames[kept],
+            frame_steps=[self.frame_steps[k] for k in kept],
+            frame_activations=[self.frame_activations[k] for k in kept],
+        )
+
 
 def weights_sha256(net: Network) -> str:
     """sha256 over the network's parameters (names, dtypes, shapes, bytes), in order:
@@ -103,7 +127,7 @@ def visualize(
     target = net.layers[layer]
     if not 0 <= channel < target.output_shape[2]:
         raise ValueError(f"layer {target.name} has no channel {channel}")
-    climb = _climbed_layer(net, layer)
+    climb = climbed_layer(net, layer)
     rng = np.random.default_rng(settings.seed)
     fourier = FourierImage(h, w, c, settings.decay_power)
     params = rng.standard_normal(fourier.shape) * 0.01
@@ -152,7 +176,27 @@ def visualize(
     )
 
 
-def _climbed_layer(net: Network, layer: int) -> int:
+def measured_at(net: Network, layer: int, result: Visualization) -> Visualization:
+    """The visualisation of `layer`'s channel from that of the channel it is climbed through
+    (`climbed_layer`): the ascent and so the frames are the same; only the activations are
+    measured again, at `layer`."""
+    if climbed_layer(net, layer) != climbed_layer(net, result.layer):
+        raise ValueError(
+            f"layer {net.layers[layer].name} is not climbed through layer {result.layer}"
+        )
+    if result.frame_steps[0] != 0:
+        raise ValueError("the frames do not start at the random start")
+    activations = [_mean_activation(net, layer, result.channel, f) for f in result.frames]
+    return replace(
+        result,
+        layer=layer,
+        activation=activations[-1],
+        start_activation=activations[0],
+        frame_activations=activations,
+    )
+
+
+def climbed_layer(net: Network, layer: int) -> int:
     """The layer whose channel is climbed: the conv before a relu or pool, else itself."""
     if net.layers[layer].kind in ("relu", "pool"):
         for i in range(layer, -1, -1):

@@ -12,7 +12,8 @@ import { formatValue } from "./volume.js";
 
 const CHANNEL_KINDS = new Set(["conv", "relu", "pool"]);
 const START_DELAY_MS = 250; // arrow keys move fast: start a visualisation once they rest
-const REPLAY_MS = 80;
+const REPLAY_MS = 80; // the least time a frame stays up
+const REPLAY_SPAN_MS = 2400; // a replay of a few stored frames lasts as long as one of many
 const GALLERY_PARALLEL = 2;
 
 const sleep = (ms, signal) =>
@@ -23,6 +24,11 @@ const sleep = (ms, signal) =>
       reject(new DOMException("aborted", "AbortError"));
     });
   });
+
+/** Milliseconds each of `count` frames stays up in a replay. */
+export function replayInterval(count) {
+  return Math.max(REPLAY_MS, Math.round(REPLAY_SPAN_MS / Math.max(count, 1)));
+}
 
 /** "test/cat/0042.jpg · cat · 3.21 at row 4, col 7": what a patch's hover says. */
 export function exampleText(example) {
@@ -185,7 +191,7 @@ export class ChannelView {
         this.stopReplay();
         if (this.done) this.visCaption.textContent += ` (done after ${this.done.steps} steps)`;
       }
-    }, REPLAY_MS);
+    }, replayInterval(frames.length));
   }
 
   stopReplay() {

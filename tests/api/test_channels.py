@@ -9,9 +9,10 @@ import pytest
 from fastapi import FastAPI
 from PIL import Image
 
+from app.channels import ChannelViews
 from app.main import create_app
 from app.settings import Settings
-from model.channels import build_index, weights_sha256
+from model.channels import VisSettings, build_index, visualize, weights_sha256
 from tests.channels.tiny import tiny_images, write_test_index
 
 BASE = "/api/models/mnist/layers"
@@ -38,6 +39,10 @@ def mnist(app: FastAPI):
 
 def png_pixels(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)))
+
+
+async def stream_lines(client, url: str) -> list[dict]:
+    return [json.loads(line) for line in (await client.get(url)).text.splitlines()]
 
 
 def digits(count: int = 12) -> np.ndarray:
@@ -137,6 +142,52 @@ async def test_a_visualisation_is_made_once_then_served_from_disk(app, client, s
     assert cached.status_code == 304
     other = await client.get(f"{url}.json?steps=16&seed=1")
     assert other.json()["activation"] != body["activation"]
+
+
+async def test_a_relu_channel_shares_the_strip_of_its_conv_channel(app, client, settings) -> None:
+    net = mnist(app)
+    relu = next(i for i, layer in enumerate(net.layers) if layer.kind == "relu")
+    conv = (await client.get(f"{BASE}/{relu - 1}/channels/2/visualization.json?steps=16")).json()
+    url = f"{BASE}/{relu}/channels/2/visualization"
+    body = (await client.get(f"{url}.json?steps=16")).json()
+    own = visualize(net, relu, 2, VisSettings(steps=16))  # what climbing it again would give
+    assert body["activation"] == own.activation != conv["activation"]
+    assert body["frames"]["activations"] == own.frame_activations
+    files = sorted(p.name for p in (settings.channel_cache_dir / "mnist").rglob("*.*"))
+    assert files == [f"{relu - 1:02d}-002.json", f"{relu - 1:02d}-002.png", f"{relu:02d}-002.json"]
+    image = await client.get(body["image"])
+    np.testing.assert_array_equal(png_pixels(image.content), own.image[:, :, 0])
+    replayed = await stream_lines(client, f"{url}/stream?steps=16")
+    assert [line["activation"] for line in replayed[:-1]] == own.frame_activations
+    # Streamed while it is made from the conv channel's frames: the same lines.
+    await client.get(f"{BASE}/{relu - 1}/channels/5/visualization.json?steps=16")
+    streamed = await stream_lines(client, f"{BASE}/{relu}/channels/5/visualization/stream?steps=16")
+    own = visualize(net, relu, 5, VisSettings(steps=16))
+    assert [line.get("activation") for line in streamed[:-1]] == own.frame_activations
+    names = {p.name for p in (settings.channel_cache_dir / "mnist").rglob("*.*")}
+    assert f"{relu:02d}-005.json" in names and f"{relu:02d}-005.png" not in names
+
+
+async def test_thinned_precomputed_frames_are_served_and_replayed(app, client, settings) -> None:
+    net = mnist(app)
+    views = app.state.channel_views = ChannelViews(
+        settings.channels_dir, settings.channel_cache_dir
+    )
+    served = app.state.registry.get("mnist")
+    root = settings.channels_dir / "mnist.channels" / "visualizations"
+    for layer in (0, 1):
+        views.make_visualization(served, layer, 3, VisSettings(steps=32), root=root, keep_frames=3)
+    url = f"{BASE}/1/channels/3/visualization"
+    body = (await client.get(f"{url}.json?steps=32")).json()
+    assert body["frames"]["steps"] == [0, 16, 32]
+    strip = await client.get(body["frames"]["url"])
+    assert png_pixels(strip.content).shape == (28, 28 * 3)
+    lines = [
+        json.loads(line) for line in (await client.get(f"{url}/stream?steps=32")).text.splitlines()
+    ]
+    assert [line.get("step") for line in lines] == [0, 16, 32, None]
+    assert lines[-1]["activation"] == visualize(net, 1, 3, VisSettings(steps=32)).activation
+    assert not (settings.channel_cache_dir / "mnist").exists()  # nothing computed on request
 
 
 async def test_the_stream_sends_frames_as_they_form_then_the_result(client) -> None:

@@ -2,10 +2,11 @@
 raising the activation, and the same bytes for the same seed."""
 
 import numpy as np
+import pytest
 
 import model
 from model.channels import VisSettings, visualize, weights_sha256
-from model.channels.visualize import FourierImage, Warp, _channel_gradient
+from model.channels.visualize import FourierImage, Warp, _channel_gradient, measured_at
 from tests.channels.tiny import TINY_SPEC, tiny_network
 
 
@@ -79,6 +80,40 @@ def test_the_same_seed_gives_the_same_bytes_and_another_seed_another_image() -> 
     other = visualize(net, 3, 0, VisSettings(steps=24, seed=8))
     assert other.image.tobytes() != first.image.tobytes()
     assert settings.key() != VisSettings(steps=24, seed=8).key()
+
+
+def test_thinned_keeps_the_first_the_last_and_halving_steps() -> None:
+    net = tiny_network(dead=False)
+    full = visualize(net, 0, 2, VisSettings(steps=64, frame_every=4))
+    assert full.frame_steps == list(range(0, 65, 4))
+    for count, steps in [(2, [0, 64]), (4, [0, 16, 32, 64]), (6, [0, 4, 8, 16, 32, 64])]:
+        thin = full.thinned(count)
+        assert thin.frame_steps == steps, count
+        kept = [full.frame_steps.index(step) for step in steps]
+        np.testing.assert_array_equal(thin.frames, full.frames[kept])
+        assert thin.frame_activations == [full.frame_activations[k] for k in kept]
+        assert (thin.activation, thin.start_activation) == (full.activation, full.start_activation)
+        np.testing.assert_array_equal(thin.image, full.image)
+    assert full.thinned(40).frame_steps == [0, 4, 8, 16, 32, 64]  # no step between 0 and 4
+    with pytest.raises(ValueError, match="at least the first and the last"):
+        full.thinned(1)
+
+
+def test_a_relu_or_pool_channel_measured_on_its_conv_frames_is_its_own_ascent() -> None:
+    net = tiny_network(dead=False)
+    settings = VisSettings(steps=24)
+    for layer, channel, conv in [(1, 2, 0), (2, 3, 0), (4, 1, 3)]:
+        own = visualize(net, layer, channel, settings)
+        measured = measured_at(net, layer, visualize(net, conv, channel, settings))
+        assert measured.layer == layer and measured.channel == channel
+        assert measured.frames.tobytes() == own.frames.tobytes()
+        assert measured.frame_activations == own.frame_activations
+        assert (measured.activation, measured.start_activation) == (
+            own.activation,
+            own.start_activation,
+        )
+    with pytest.raises(ValueError, match="not climbed through"):
+        measured_at(net, 4, visualize(net, 0, 1, settings))
 
 
 def test_weights_hash_changes_with_any_weight() -> None:

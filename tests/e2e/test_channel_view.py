@@ -71,3 +71,4 @@ def test_a_chosen_slice_shows_its_top_patches_and_visualisation(
         page.goto(f"{base_url}/?model=mnist&layer={fc}&slice=0")
         expect(page.locator("#layer-row .layer-box").first).to_be_visible()
         expect(view).to_be_hidden()
+        page.close()  # before the server stops: a request still under way would be refused

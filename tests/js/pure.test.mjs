@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
+import { replayInterval } from "../../static/js/channels.js";
 import { receptiveBox } from "../../static/js/detail.js";
 import { formatValue } from "../../static/js/volume.js";
 
@@ -29,4 +30,11 @@ test("values are formatted with three significant digits, no trailing zeros", ()
   assert.equal(formatValue(123.456), "123");
   assert.equal(formatValue(12345), "1.23e+4");
   assert.equal(formatValue(0.0001234), "1.23e-4");
+});
+
+test("a replay of 6 stored frames lasts as long as one of 30, and many frames stay 80 ms each", () => {
+  assert.equal(replayInterval(6), 400);
+  assert.equal(replayInterval(30), 80);
+  assert.equal(replayInterval(33), 80);
+  assert.equal(replayInterval(0), 2400);
 });
