@@ -34,6 +34,7 @@ import re
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -161,7 +162,8 @@ class RunStore:
         self.max_bytes = max_bytes
         self.ttl_seconds = ttl_seconds
         # The last listing, newest first, as (mtime_ns, name, size), and when it was made.
-        self._listing: list[tuple[int, str, int]] | None = None
+        self._listing: deque[tuple[int, str, int]] | None = None
+        self._listed_bytes = 0
         self._listed_at = 0.0
         self._listing_lock = threading.Lock()
 
@@ -243,11 +245,23 @@ class RunStore:
         """Evict after a save, from the last listing and this store's saves since, unless
         that listing is RESCAN_SECONDS old."""
         with self._listing_lock:
-            if self._listing is None or time.monotonic() - self._listed_at > RESCAN_SECONDS:
-                runs = self._list()
-            else:
-                runs = [saved, *(run for run in self._listing if run[1] != saved[1])]
-            self._evict(runs, saved[1])
+            listing = self._listing
+            if listing is None or time.monotonic() - self._listed_at > RESCAN_SECONDS:
+                self._evict(self._list(), saved[1])
+                return
+            # The listing is within the budgets: the new run may push out the oldest only, so
+            # this costs what it evicts, not what the store holds.
+            listing.appendleft(saved)
+            self._listed_bytes += saved[2]
+            oldest_allowed = time.time() - self.ttl_seconds
+            while len(listing) > 1 and (
+                len(listing) > self.max_runs
+                or self._listed_bytes > self.max_bytes
+                or listing[-1][0] / 1e9 < oldest_allowed
+            ):
+                _, name, size = listing.pop()
+                self._listed_bytes -= size
+                _unlink(self.directory / name)
 
     def _list(self) -> list[tuple[int, str, int]]:
         """The runs on disk, newest first (stale temporary files are removed on the way)."""
@@ -286,7 +300,7 @@ class RunStore:
                 continue
             full = True  # strictly oldest-first: nothing older than an evicted run stays
             removed += _unlink(self.directory / name)
-        self._listing = kept
+        self._listing, self._listed_bytes = deque(kept), kept_bytes
         return removed
 
     def usage(self) -> tuple[int, int]:

@@ -4,7 +4,7 @@ the pieces of the server path, printed as a Markdown table (BENCHMARKS.md, "Serv
 
     pip install py-spy            # a profiling tool for this script, not a dependency
     python benchmarks/profile_server.py [--clients 32] [--seconds 20] [--rate 250]
-                                        [--accept-encoding ...] [--encoding uint8-split]
+                                        [--accept-encoding ...] [--encoding uint8-predicted]
 
 Each sample of a thread that is running (py-spy leaves out idle threads) is given to the
 first piece, in the table's order, that one of its frames matches; "ms per run" is
@@ -25,9 +25,10 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 from local_server import free_port, start_server
-from server_speed import one_run, photo
+from server_speed import Session, photo
+
+from app import stream
 
 # (piece, substrings of a frame "function (file)"), in order: the first match wins.
 PIECES = [
@@ -73,19 +74,22 @@ def piece_of(stack: str) -> str:
     return OTHER
 
 
-def load(url: str, image: bytes, clients: int, seconds: float, headers: dict) -> int:
-    """Runs completed by `clients` threads in `seconds`."""
+def load(port: int, path: str, image: bytes, clients: int, seconds: float, headers: dict) -> int:
+    """Runs completed by `clients` threads in `seconds` (server_speed.py's light clients)."""
     done = [0]
     lock = threading.Lock()
     deadline = time.perf_counter() + seconds
 
     def loop() -> None:
-        with httpx.Client(timeout=60, headers=headers) as client:
+        session = Session("raw", port, path, image, headers)
+        try:
             while time.perf_counter() < deadline:
-                status, _, _ = one_run(client, url, image)
+                status, _, _ = session.run()
                 if status == 200:
                     with lock:
                         done[0] += 1
+        finally:
+            session.close()
 
     threads = [threading.Thread(target=loop) for _ in range(clients)]
     for thread in threads:
@@ -101,7 +105,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--rate", type=int, default=250, help="samples per second per thread")
     parser.add_argument("--accept-encoding", default="gzip, deflate, br, zstd")
-    parser.add_argument("--encoding", default="uint8-split", choices=["uint8", "uint8-split"])
+    parser.add_argument("--encoding", default="uint8-predicted", choices=stream.ENCODINGS)
     args = parser.parse_args()
     headers = {"Accept-Encoding": args.accept_encoding}
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -114,14 +118,14 @@ def main() -> None:
         env = {"CONVSCOPE_MODELS": "cifar10", "CONVSCOPE_RUNS_DIR": f"{folder}/runs"}
         server = start_server(port, 1, env)
         try:
-            url = f"http://127.0.0.1:{port}/api/models/cifar10/forward?encoding={args.encoding}"
-            load(url, image, 4, 2, headers)  # warm-up: decoding workers, threads, page cache
+            path = f"/api/models/cifar10/forward?encoding={args.encoding}"
+            load(port, path, image, 4, 2, headers)  # warm-up: decoding workers, threads, page cache
             raw = Path(folder) / "profile.txt"
             command = [spy, "record", "-p", str(server.pid), "-s", "-r", str(args.rate)]
             command += ["-d", str(int(args.seconds)), "-f", "raw", "--nolineno", "-o", str(raw)]
             recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             time.sleep(1)  # py-spy attaches
-            runs = load(url, image, args.clients, args.seconds - 1.5, headers)
+            runs = load(port, path, image, args.clients, args.seconds - 1.5, headers)
             _, errors = recorder.communicate(timeout=300)
             if not raw.exists():
                 raise SystemExit(f"py-spy wrote nothing: {errors.decode()[-500:]}")

@@ -10,10 +10,10 @@ folder) and prints, for full cifar10 runs:
     python benchmarks/server_speed.py [--runs 200] [--seconds 10] [--clients 8 32 64]
                                       [--places 64] [--workers 1]
                                       [--accept-encoding "gzip, deflate, br, zstd"]
-                                      [--encoding uint8-split] [--client raw|httpx]
+                                      [--encoding uint8-predicted] [--client raw|httpx]
 
 By default the clients ask as the page does in Chromium (its Accept-Encoding, and
-`?encoding=uint8-split`); `--accept-encoding identity --encoding uint8` measures plain
+`?encoding=uint8-predicted`); `--accept-encoding identity --encoding uint8` measures plain
 NDJSON. "bytes on the wire" counts the response body as it travelled (compressed).
 
 The yardstick: one bare forward of the same preprocessed image (Network.forward, one BLAS
@@ -50,6 +50,8 @@ from local_server import free_port, start_server
 from PIL import Image
 from raw_client import RawClient
 from threadpoolctl import threadpool_limits
+
+from app import stream
 
 REPO = Path(__file__).resolve().parent.parent
 SCORES = b'{"type":"scores"'
@@ -259,7 +261,7 @@ def main() -> None:
     parser.add_argument("--places", type=int, help="CONVSCOPE_MAX_CONCURRENT_FORWARDS")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument("--accept-encoding", default="gzip, deflate, br, zstd")
-    parser.add_argument("--encoding", default="uint8-split", choices=["uint8", "uint8-split"])
+    parser.add_argument("--encoding", default="uint8-predicted", choices=stream.ENCODINGS)
     parser.add_argument("--client", default="raw", choices=["raw", "httpx"])
     args = parser.parse_args()
     headers = {"Accept-Encoding": args.accept_encoding}
