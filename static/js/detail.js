@@ -11,7 +11,7 @@ import { cellValue } from "./exact.js";
 import { FilterView } from "./filters.js";
 import { isClassVector, kindFamily, lesson, showsBefore } from "./kinds.js";
 import { float32Text, shortValue } from "./numbers.js";
-import { colorScale, drawPixelated, formatValue, sliceCanvas, valueOf } from "./volume.js";
+import { colorScale, drawPixelated, formatValue, sliceCanvas, thumbCanvas, thumbSize, valueOf } from "./volume.js";
 
 const EMPTY =
   "Pick a sample, upload, paste, drop, photograph or draw an image: each layer's volume appears above as it is computed.";
@@ -43,12 +43,75 @@ function tileColumns(grid, count) {
   return Math.max(1, Math.floor(width / 27));
 }
 
-function copyCanvas(source) {
-  const copy = document.createElement("canvas");
-  copy.width = source.width;
-  copy.height = source.height;
-  copy.getContext("2d").drawImage(source, 0, 0);
-  return copy;
+const sameOptions = (a, b) => a.scale === b.scale && a.sequential === b.sequential && a.diverging === b.diverging;
+
+/** The slices a task may paint before it yields to the page (a frame is 16 ms). */
+const PAINT_BUDGET_MS = 8;
+/** Slices kept at full size for the enlarged view, per layer shown. */
+const FULL_KEPT = 8;
+
+/**
+ * One volume's slices as pictures, each coloured (colorScale) when first wanted: `thumbs`,
+ * one canvas per slice of at most THUMB_SIDE pixels a side (the tiles and the 3D view), and
+ * full(d), slice d at its own size for the enlarged view.
+ */
+class SliceImages {
+  constructor(volume, options) {
+    this.volume = volume;
+    this.options = options;
+    this.scales = new Map();
+    this.painted = new Set();
+    this.full = new Map();
+    const [th, tw] = thumbSize(volume.shape[0], volume.shape[1]);
+    this.thumbs = Array.from({ length: volume.shape[2] }, () => {
+      const canvas = document.createElement("canvas");
+      [canvas.width, canvas.height] = [tw, th];
+      return canvas;
+    });
+  }
+
+  scale(d) {
+    const layerWide = this.options.scale === "layer";
+    const key = layerWide ? 0 : d;
+    if (!this.scales.has(key)) this.scales.set(key, colorScale(this.volume, key, this.options));
+    return this.scales.get(key);
+  }
+
+  thumb(d) {
+    if (!this.painted.has(d)) {
+      this.painted.add(d);
+      thumbCanvas(this.volume, d, this.scale(d).palette, this.thumbs[d]);
+    }
+    return this.thumbs[d];
+  }
+
+  fullSize(d) {
+    const [h, w] = this.volume.shape;
+    if (thumbSize(h, w)[0] === h) return this.thumb(d);
+    if (!this.full.has(d)) {
+      if (this.full.size >= FULL_KEPT) this.full.delete(this.full.keys().next().value);
+      this.full.set(d, sliceCanvas(this.volume, d, this.scale(d).palette));
+    }
+    return this.full.get(d);
+  }
+
+  /** Paint every thumb, slice `first` and those after it first, PAINT_BUDGET_MS at a time;
+   * onChunk() after each task's share. Returns {cancel}. */
+  paintAll(first, onChunk) {
+    const depth = this.thumbs.length;
+    const order = Array.from({ length: depth }, (_, i) => (first + i) % depth);
+    let next = 0;
+    let timer = 0;
+    const step = () => {
+      const until = performance.now() + PAINT_BUDGET_MS;
+      do this.thumb(order[next++]);
+      while (next < depth && performance.now() < until);
+      onChunk();
+      if (next < depth) timer = setTimeout(step, 0);
+    };
+    step();
+    return { cancel: () => clearTimeout(timer) };
+  }
 }
 
 /** The values of a 1x1xD volume (from its quantised stream data). */
@@ -79,7 +142,8 @@ export class LayerDetail {
     this.onHover = onHover;
     this.onPick = onPick;
     this.pinned = null; // {row, col}: the neuron whose arithmetic is shown (setPinned)
-    this.shown = null; // {index, layer, volume, scales, sources, tiles, classes, before}
+    this.shown = null; // {index, layer, volume, images (SliceImages), tiles, classes, before, options}
+    this.painting = null; // the shown volume's thumbs being painted: {cancel}
     this.hover = null; // {row, col}
     this.run = null;
     this.slice = 0;
@@ -146,28 +210,32 @@ export class LayerDetail {
     if (!streamed) {
       empty.hidden = false;
       empty.textContent = waiting ? `${layer.name} is on its way…` : EMPTY;
+      this.painting?.cancel();
       this.shown = null;
       return;
     }
     empty.hidden = true;
-    const depth = streamed.shape[2];
-    const scales = [];
-    const sources = [];
-    for (let d = 0; d < depth; d++) {
-      const scale = options.scale === "layer" && d > 0 ? scales[0] : colorScale(streamed, d, options);
-      scales.push(scale);
-      sources.push(sliceCanvas(streamed, d, scale.palette));
-    }
     const classes = isClassVector(layer, run.classes) ? run.classes : null;
     // Softmax's numbers are the scores' exact probabilities once they came; else the stream's.
     const exact = kindFamily(layer.kind) === "softmax" && run.scores?.probabilities;
-    const rows = classes && classRows(exact || vectorValues(streamed), classes, layer.kind);
+    // RELU and POOL beside the volume they read: the same slice before and after.
+    const shownBefore = showsBefore(layer.kind) && previous?.streamed ? previous : null;
     const grid = $("slice-grid");
-    grid.style.setProperty("--columns", classes ? "auto-fill" : tileColumns(grid, depth));
+    grid.style.setProperty("--columns", classes ? "auto-fill" : tileColumns(grid, streamed.shape[2]));
+    const same = this.shown?.volume === streamed && sameOptions(this.shown.options, options) && !classes;
+    if (same) {
+      // Drawn already (the run only ended, say): keep the tiles, painted or being painted.
+      this.shown.before = shownBefore;
+      return;
+    }
+    this.painting?.cancel();
+    const depth = streamed.shape[2];
+    const images = new SliceImages(streamed, options);
+    const rows = classes && classRows(exact || vectorValues(streamed), classes, layer.kind);
     grid.classList.toggle("labelled", Boolean(classes));
     // Ten numbers read as the bars beside; the enlarged "slice" is then a single cell.
     document.querySelector(".focus-views").classList.toggle("class-vector", Boolean(classes));
-    const tiles = sources.map((source, d) => {
+    const tiles = images.thumbs.map((thumb, d) => {
       const tile = el("button", "slice-tile");
       tile.type = "button";
       tile.setAttribute("role", "option");
@@ -176,19 +244,19 @@ export class LayerDetail {
       // A class row's visible words (name and value) are its accessible name already.
       if (!classes) tile.setAttribute("aria-label", label);
       tile.title = label;
-      source.className = "pixelated";
+      thumb.className = "pixelated";
       if (rows) tile.append(...rows[d]);
-      else tile.append(source, el("span", "tile-index", String(d)));
+      else tile.append(thumb, el("span", "tile-index", String(d)));
       tile.addEventListener("click", () => this.onSelectSlice(d));
       return tile;
     });
     grid.replaceChildren(...tiles);
     $("slices-title").textContent = classes ? `${depth} numbers, one per class` : `Depth slices (${depth})`;
-    // RELU and POOL beside the volume they read: the same slice before and after.
-    const shownBefore = showsBefore(layer.kind) && previous?.streamed ? previous : null;
-    this.shown = { index: layer.index, layer, volume: streamed, scales, sources, tiles, classes, before: shownBefore, options };
-    // The 3D view gets its own copies: a canvas can be in one place of the document only.
-    this.volume3d.setVolume(sources.map(copyCanvas), streamed.shape, slice);
+    this.shown = { index: layer.index, layer, volume: streamed, images, tiles, classes, before: shownBefore, options };
+    // The 3D view draws the tiles' pictures; a large volume's are painted a few per task
+    // (the selected slice first), so the page answers while a 224x224x64 layer is drawn.
+    this.volume3d.setVolume(images.thumbs, streamed.shape, slice);
+    this.painting = images.paintAll(slice, () => this.volume3d.requestDraw());
   }
 
   /** `input` is the input volume's shape, to say when a neuron sees all of it. Facts a
@@ -234,7 +302,7 @@ export class LayerDetail {
     this.filters.setSlice(slice);
     const shown = this.shown;
     if (!shown) return;
-    const d = clamp(slice, 0, shown.sources.length - 1);
+    const d = clamp(slice, 0, shown.tiles.length - 1);
     this.slice = d;
     for (const [i, tile] of shown.tiles.entries()) {
       tile.setAttribute("aria-selected", String(i === d));
@@ -242,14 +310,14 @@ export class LayerDetail {
     }
     const label = shown.classes
       ? `${shown.classes[d]} (depth slice ${d})`
-      : `depth slice ${d} of ${shown.sources.length}`;
+      : `depth slice ${d} of ${shown.tiles.length}`;
     $("focus-title").textContent = `${shown.layer.name}, ${label}`;
 
     const canvas = $("slice-canvas");
     const { h, w, cell, width, height } = this.sliceLayout();
     canvas.style.height = `${height}px`;
     const ctx = fitCanvas(canvas, width, height);
-    drawPixelated(ctx, shown.sources[d], 0, 0, width, height);
+    drawPixelated(ctx, shown.images.fullSize(d), 0, 0, width, height);
     if (cell >= 10) {
       ctx.strokeStyle = "rgba(0, 0, 0, 0.28)";
       ctx.lineWidth = 1 / (window.devicePixelRatio || 1);
@@ -279,7 +347,7 @@ export class LayerDetail {
       ctx.strokeStyle = "#000000";
       ctx.strokeRect(col * cell - 0.5, row * cell - 0.5, cell + 1, cell + 1);
     }
-    this.drawColorbar(shown.scales[d]);
+    this.drawColorbar(shown.images.scale(d));
     this.drawBefore(d);
     this.drawReceptiveField();
     this.readout();
