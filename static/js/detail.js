@@ -96,18 +96,19 @@ class SliceImages {
   }
 
   /** Paint every thumb, slice `first` and those after it first, PAINT_BUDGET_MS at a time;
-   * onChunk() after each task's share. Returns {cancel}. */
-  paintAll(first, onChunk) {
+   * onPainted() after the first task's share and after the last. Returns {cancel}. */
+  paintAll(first, onPainted) {
     const depth = this.thumbs.length;
     const order = Array.from({ length: depth }, (_, i) => (first + i) % depth);
     let next = 0;
     let timer = 0;
+    let steps = 0;
     const step = () => {
       const until = performance.now() + PAINT_BUDGET_MS;
       do this.thumb(order[next++]);
       while (next < depth && performance.now() < until);
-      onChunk();
       if (next < depth) timer = setTimeout(step, 0);
+      if (++steps === 1 || next === depth) onPainted();
     };
     step();
     return { cancel: () => clearTimeout(timer) };
