@@ -325,6 +325,11 @@ function streamWorker() {
   return worker;
 }
 
+/** Start the stream worker ahead of the first run, so that run does not wait for its script. */
+export function startStreamWorker() {
+  streamWorker();
+}
+
 const here = (request, options) =>
   request.op === "forward" ? forwardHere(request.url, request.image, request.name, options) : replayHere(request.url, options);
 
