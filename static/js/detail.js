@@ -11,7 +11,7 @@ import { cellValue } from "./exact.js";
 import { FilterView } from "./filters.js";
 import { isClassVector, kindFamily, lesson, showsBefore } from "./kinds.js";
 import { float32Text, shortValue } from "./numbers.js";
-import { colorScale, drawPixelated, formatValue, sliceCanvas, thumbCanvas, thumbSize, valueOf } from "./volume.js";
+import { THUMB_SIDE, colorScale, drawPixelated, formatValue, sliceCanvas, thumbCanvas, thumbSize, valueOf } from "./volume.js";
 
 const EMPTY =
   "Pick a sample, upload, paste, drop, photograph or draw an image: each layer's volume appears above as it is computed.";
@@ -50,24 +50,33 @@ const PAINT_BUDGET_MS = 8;
 /** Slices kept at full size for the enlarged view, per layer shown. */
 const FULL_KEPT = 8;
 
+const blankCanvases = (count, width, height) =>
+  Array.from({ length: count }, () => {
+    const canvas = document.createElement("canvas");
+    [canvas.width, canvas.height] = [width, height];
+    return canvas;
+  });
+
 /**
  * One volume's slices as pictures, each coloured (colorScale) when first wanted: `thumbs`,
- * one canvas per slice of at most THUMB_SIDE pixels a side (the tiles and the 3D view), and
- * full(d), slice d at its own size for the enlarged view.
+ * one canvas per slice of at most THUMB_SIDE pixels a side (the 3D view's planes); `tiles`,
+ * the thumbs again at most `tileSide` pixels a side (the tiles, which the page composites
+ * on every frame: a 224x224x64 layer's 64 tiles at 96 px were 590,000 pixels of it); and
+ * fullSize(d), slice d at its own size for the enlarged view. A small volume's three are
+ * the same canvases.
  */
 class SliceImages {
-  constructor(volume, options) {
+  constructor(volume, options, tileSide) {
     this.volume = volume;
     this.options = options;
     this.scales = new Map();
     this.painted = new Set();
     this.full = new Map();
-    const [th, tw] = thumbSize(volume.shape[0], volume.shape[1]);
-    this.thumbs = Array.from({ length: volume.shape[2] }, () => {
-      const canvas = document.createElement("canvas");
-      [canvas.width, canvas.height] = [tw, th];
-      return canvas;
-    });
+    const [h, w, depth] = volume.shape;
+    const [th, tw] = thumbSize(h, w);
+    this.thumbs = blankCanvases(depth, tw, th);
+    const [sh, sw] = thumbSize(h, w, Math.max(tileSide, 8));
+    this.tiles = sw < tw ? blankCanvases(depth, sw, sh) : this.thumbs;
   }
 
   scale(d) {
@@ -81,6 +90,10 @@ class SliceImages {
     if (!this.painted.has(d)) {
       this.painted.add(d);
       thumbCanvas(this.volume, d, this.scale(d).palette, this.thumbs[d]);
+      if (this.tiles !== this.thumbs) {
+        const tile = this.tiles[d];
+        drawPixelated(tile.getContext("2d"), this.thumbs[d], 0, 0, tile.width, tile.height);
+      }
     }
     return this.thumbs[d];
   }
@@ -222,7 +235,8 @@ export class LayerDetail {
     // RELU and POOL beside the volume they read: the same slice before and after.
     const shownBefore = showsBefore(layer.kind) && previous?.streamed ? previous : null;
     const grid = $("slice-grid");
-    grid.style.setProperty("--columns", classes ? "auto-fill" : tileColumns(grid, streamed.shape[2]));
+    const columns = classes ? 1 : tileColumns(grid, streamed.shape[2]);
+    grid.style.setProperty("--columns", classes ? "auto-fill" : columns);
     const same = this.shown?.volume === streamed && sameOptions(this.shown.options, options) && !classes;
     if (same) {
       // Drawn already (the run only ended, say): keep the tiles, painted or being painted.
@@ -231,12 +245,15 @@ export class LayerDetail {
     }
     this.painting?.cancel();
     const depth = streamed.shape[2];
-    const images = new SliceImages(streamed, options);
+    // A tile's pixels on this screen (all of a thumb's while the grid has no width yet).
+    const tilePx = (grid.clientWidth - 8 - TILE_GAP * (columns - 1)) / columns;
+    const tileSide = tilePx > 0 ? Math.ceil(tilePx * (window.devicePixelRatio || 1)) : THUMB_SIDE;
+    const images = new SliceImages(streamed, options, tileSide);
     const rows = classes && classRows(exact || vectorValues(streamed), classes, layer.kind);
     grid.classList.toggle("labelled", Boolean(classes));
     // Ten numbers read as the bars beside; the enlarged "slice" is then a single cell.
     document.querySelector(".focus-views").classList.toggle("class-vector", Boolean(classes));
-    const tiles = images.thumbs.map((thumb, d) => {
+    const tiles = images.tiles.map((thumb, d) => {
       const tile = el("button", "slice-tile");
       tile.type = "button";
       tile.setAttribute("role", "option");
