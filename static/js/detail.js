@@ -11,7 +11,7 @@ import { cellValue } from "./exact.js";
 import { FilterView } from "./filters.js";
 import { isClassVector, kindFamily, lesson, showsBefore } from "./kinds.js";
 import { float32Text, shortValue } from "./numbers.js";
-import { THUMB_SIDE, colorScale, drawPixelated, formatValue, sliceCanvas, thumbCanvas, thumbSize, valueOf } from "./volume.js";
+import { colorScale, drawPixelated, formatValue, sliceCanvas, thumbCanvas, thumbSize, valueOf } from "./volume.js";
 
 const EMPTY =
   "Pick a sample, upload, paste, drop, photograph or draw an image: each layer's volume appears above as it is computed.";
@@ -59,24 +59,24 @@ const blankCanvases = (count, width, height) =>
 
 /**
  * One volume's slices as pictures, each coloured (colorScale) when first wanted: `thumbs`,
- * one canvas per slice of at most THUMB_SIDE pixels a side (the 3D view's planes); `tiles`,
- * the thumbs again at most `tileSide` pixels a side (the tiles, which the page composites
- * on every frame: a 224x224x64 layer's 64 tiles at 96 px were 590,000 pixels of it); and
- * fullSize(d), slice d at its own size for the enlarged view. A small volume's three are
- * the same canvases.
+ * one canvas per slice of at most THUMB_SIDE pixels a side, off the document (the 3D view's
+ * planes, and what the tiles show); the tiles' pictures all on one canvas, `sheet`, behind
+ * the tile buttons (a canvas the page changes costs every frame a copy of its own: 64 tile
+ * canvases made a 224x224x64 layer's frames take 90 ms); and fullSize(d), slice d at its
+ * own size for the enlarged view. A small volume's thumbs are its slices.
  */
 class SliceImages {
-  constructor(volume, options, tileSide) {
+  constructor(volume, options, sheet) {
     this.volume = volume;
     this.options = options;
+    this.sheet = sheet;
     this.scales = new Map();
     this.painted = new Set();
     this.full = new Map();
+    this.places = [];
     const [h, w, depth] = volume.shape;
     const [th, tw] = thumbSize(h, w);
     this.thumbs = blankCanvases(depth, tw, th);
-    const [sh, sw] = thumbSize(h, w, Math.max(tileSide, 8));
-    this.tiles = sw < tw ? blankCanvases(depth, sw, sh) : this.thumbs;
   }
 
   scale(d) {
@@ -90,12 +90,35 @@ class SliceImages {
     if (!this.painted.has(d)) {
       this.painted.add(d);
       thumbCanvas(this.volume, d, this.scale(d).palette, this.thumbs[d]);
-      if (this.tiles !== this.thumbs) {
-        const tile = this.tiles[d];
-        drawPixelated(tile.getContext("2d"), this.thumbs[d], 0, 0, tile.width, tile.height);
-      }
+      this.drawTile(d);
     }
     return this.thumbs[d];
+  }
+
+  /** Where each tile's picture goes on the sheet: inside the tile's border, in CSS px
+   * from the grid's top left. The sheet is sized to the grid's content and repainted. */
+  place(grid, tiles) {
+    const key = `${grid.clientWidth}x${grid.scrollHeight}`;
+    if (key === this.placedAt) return;
+    // Measured without the sheet, whose own size is part of the grid's scrolled content.
+    this.sheet.style.width = this.sheet.style.height = "0px";
+    this.placedAt = `${grid.clientWidth}x${grid.scrollHeight}`;
+    this.places = tiles.map((tile) => [tile.offsetLeft + tile.clientLeft, tile.offsetTop + tile.clientTop, tile.clientWidth, tile.clientHeight]);
+    const [width, height] = [grid.scrollWidth, grid.scrollHeight];
+    this.sheet.style.width = `${width}px`;
+    this.sheet.style.height = `${height}px`;
+    const ctx = fitCanvas(this.sheet, width, height);
+    ctx.clearRect(0, 0, width, height);
+    for (const d of this.painted) this.drawTile(d);
+  }
+
+  drawTile(d) {
+    const place = this.places[d];
+    if (!place) return;
+    const dpr = window.devicePixelRatio || 1;
+    const ctx = this.sheet.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    drawPixelated(ctx, this.thumbs[d], ...place);
   }
 
   fullSize(d) {
@@ -245,15 +268,14 @@ export class LayerDetail {
     }
     this.painting?.cancel();
     const depth = streamed.shape[2];
-    // A tile's pixels on this screen (all of a thumb's while the grid has no width yet).
-    const tilePx = (grid.clientWidth - 8 - TILE_GAP * (columns - 1)) / columns;
-    const tileSide = tilePx > 0 ? Math.ceil(tilePx * (window.devicePixelRatio || 1)) : THUMB_SIDE;
-    const images = new SliceImages(streamed, options, tileSide);
+    const sheet = el("canvas", "tile-sheet pixelated");
+    sheet.setAttribute("aria-hidden", "true");
+    const images = new SliceImages(streamed, options, sheet);
     const rows = classes && classRows(exact || vectorValues(streamed), classes, layer.kind);
     grid.classList.toggle("labelled", Boolean(classes));
     // Ten numbers read as the bars beside; the enlarged "slice" is then a single cell.
     document.querySelector(".focus-views").classList.toggle("class-vector", Boolean(classes));
-    const tiles = images.tiles.map((thumb, d) => {
+    const tiles = images.thumbs.map((_, d) => {
       const tile = el("button", "slice-tile");
       tile.type = "button";
       tile.setAttribute("role", "option");
@@ -262,13 +284,13 @@ export class LayerDetail {
       // A class row's visible words (name and value) are its accessible name already.
       if (!classes) tile.setAttribute("aria-label", label);
       tile.title = label;
-      thumb.className = "pixelated";
       if (rows) tile.append(...rows[d]);
-      else tile.append(thumb, el("span", "tile-index", String(d)));
+      else tile.append(el("span", "tile-index", String(d)));
       tile.addEventListener("click", () => this.onSelectSlice(d));
       return tile;
     });
-    grid.replaceChildren(...tiles);
+    grid.replaceChildren(...(classes ? [] : [sheet]), ...tiles);
+    if (!classes) images.place(grid, tiles);
     $("slices-title").textContent = classes ? `${depth} numbers, one per class` : `Depth slices (${depth})`;
     this.shown = { index: layer.index, layer, volume: streamed, images, tiles, classes, before: shownBefore, options };
     // The 3D view draws the tiles' pictures; a large volume's are painted a few per task
@@ -322,6 +344,7 @@ export class LayerDetail {
     if (!shown) return;
     const d = clamp(slice, 0, shown.tiles.length - 1);
     this.slice = d;
+    if (!shown.classes) shown.images.place($("slice-grid"), shown.tiles); // resized: placed again
     for (const [i, tile] of shown.tiles.entries()) {
       tile.setAttribute("aria-selected", String(i === d));
       tile.tabIndex = i === d ? 0 : -1;
