@@ -57,7 +57,8 @@ def main_thread_cpu(trace: bytes) -> tuple[float, float]:
     tasks: dict[tuple, list[float]] = {}
     for e in events:
         thread = (e.get("pid"), e.get("tid"))
-        if e.get("name") == "RunTask" and e.get("ph") == "X" and names.get(thread) == "CrRendererMain":
+        main = names.get(thread) == "CrRendererMain"
+        if main and e.get("name") == "RunTask" and e.get("ph") == "X":
             tasks.setdefault(thread, []).append(e.get("tdur", 0) / 1000)
     page = max(tasks.values(), key=len, default=[0.0])  # the renderer that did the most
     return max(page), sum(page)

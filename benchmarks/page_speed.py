@@ -113,7 +113,8 @@ def main() -> None:
                     sizes = [request_bytes(r) for r in requests]
                     down.append(sum(d for d, _ in sizes))
                     up.append(sum(u for _, u in sizes) + marks["sent"])
-                    streamed.append(sum(d for (d, _), r in zip(sizes, requests) if "/forward" in r.url))
+                    pairs = zip(sizes, requests, strict=True)
+                    streamed.append(sum(d for (d, _), r in pairs if "/forward" in r.url))
             browser.close()
     finally:
         server.terminate()
@@ -129,8 +130,9 @@ def main() -> None:
     total = np.add(down, up)
     print(
         f"{'bytes a run costs the page':<26} median {np.median(total) / 1e3:7.1f} KB"
-        f" (down {np.median(down) / 1e3:.1f} KB, of which the stream {np.median(streamed) / 1e3:.1f}"
-        f" KB; up {np.median(up) / 1e3:.1f} KB, the image and the requests' headers)"
+        f" (down {np.median(down) / 1e3:.1f} KB, of which the stream"
+        f" {np.median(streamed) / 1e3:.1f} KB; up {np.median(up) / 1e3:.1f} KB,"
+        " the image and the requests' headers)"
     )
 
 

@@ -248,9 +248,10 @@ async def test_a_gap_neuron_of_a_224x224_model_sends_a_corner_and_the_exact_sum(
             files = {"image": ("p.png", encode(photo(300, 260), "PNG"), "image/png")}
             response = await client.post("/api/models/wide/forward", files=files)
             run = json.loads(response.text.splitlines()[0])["id"]
-            conv = np.load(io.BytesIO((await client.get(f"/api/runs/{run}/layers/0.npy")).content))
-            pooled = np.load(io.BytesIO((await client.get(f"/api/runs/{run}/layers/1.npy")).content))
-            answer = await client.get(f"/api/runs/{run}/layers/1/neurons/0/0/1")
+            layers = f"/api/runs/{run}/layers"
+            conv = np.load(io.BytesIO((await client.get(f"{layers}/0.npy")).content))
+            pooled = np.load(io.BytesIO((await client.get(f"{layers}/1.npy")).content))
+            answer = await client.get(f"{layers}/1/neurons/0/0/1")
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert len(answer.content) < 8_000  # was the whole channel: 50,176 numbers, about 1 MB

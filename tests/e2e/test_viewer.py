@@ -485,7 +485,8 @@ def tile_pixels(page: Page, slice_: int) -> str:
             const tile = document.querySelector(`#slice-grid .slice-tile[data-slice="${d}"]`);
             const [s, t] = [sheet.getBoundingClientRect(), tile.getBoundingClientRect()];
             const k = sheet.width / s.width;
-            const [x, y] = [Math.round((t.left - s.left + 3) * k), Math.round((t.top - s.top + 3) * k)];
+            const x = Math.round((t.left - s.left + 3) * k);
+            const y = Math.round((t.top - s.top + 3) * k);
             const [w, h] = [Math.round((t.width - 6) * k), Math.round((t.height - 6) * k)];
             const data = sheet.getContext('2d').getImageData(x, y, w, h).data;
             let hash = 0, opaque = 0;

@@ -174,7 +174,8 @@ def test_gap_is_the_mean_of_the_whole_channel():
     assert parts["mean"] == parts["value"] == pytest.approx(total / 143, rel=1e-12)
     # Only the first 12 x 12 numbers are given; 11 columns are all of them.
     assert parts["window_rows"] == [0, 12] and parts["window_cols"] == [0, 11]
-    assert parts["window"].tolist() == [[float(before[r, c, 4]) for c in range(11)] for r in range(12)]
+    corner = [[float(before[r, c, 4]) for c in range(11)] for r in range(12)]
+    assert parts["window"].tolist() == corner
 
 
 def test_gap_of_a_224x224_channel_gives_its_corner_and_the_exact_sum():
