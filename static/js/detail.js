@@ -11,6 +11,7 @@ import { cellValue } from "./exact.js";
 import { FilterView } from "./filters.js";
 import { isClassVector, kindFamily, lesson, showsBefore } from "./kinds.js";
 import { float32Text, shortValue } from "./numbers.js";
+import { shownClasses } from "./scores.js";
 import { colorScale, drawPixelated, formatValue, sliceCanvas, thumbCanvas, thumbSize, valueOf } from "./volume.js";
 
 const EMPTY =
@@ -154,20 +155,25 @@ class SliceImages {
 /** The values of a 1x1xD volume (from its quantised stream data). */
 const vectorValues = (volume) => [...volume.data].map((q) => valueOf(volume, q));
 
-/** A row per class: its name, a bar (from zero, so negative scores point left) and its value. */
-function classRows(values, classes, kind) {
+/** A row per class of `listed`: its name, a bar (from zero, so negative scores point left)
+ * and its value; rows[d] for class d, undefined for a class not listed. */
+function classRows(values, classes, kind, listed) {
   const probabilities = kindFamily(kind) === "softmax";
   const limit = Math.max(...values.map(Math.abs)) || 1;
   const signed = !probabilities && values.some((v) => v < 0);
-  return values.map((v, d) => {
-    const bar = el("span", signed ? "class-bar signed" : "class-bar");
-    const fill = el("span", v < 0 ? "class-fill negative" : "class-fill");
-    const share = probabilities ? v : Math.abs(v) / limit;
-    fill.style.setProperty("--share", String(signed ? share / 2 : share));
-    bar.append(fill);
-    const value = probabilities ? `${(100 * v).toFixed(1)}%` : formatValue(v);
-    return [el("span", "tile-index", classes[d]), bar, el("span", "class-value", value)];
-  });
+  const rows = [];
+  for (const d of listed) rows[d] = classRow(values[d], classes[d], { probabilities, limit, signed });
+  return rows;
+}
+
+function classRow(v, name, { probabilities, limit, signed }) {
+  const bar = el("span", signed ? "class-bar signed" : "class-bar");
+  const fill = el("span", v < 0 ? "class-fill negative" : "class-fill");
+  const share = probabilities ? v : Math.abs(v) / limit;
+  fill.style.setProperty("--share", String(signed ? share / 2 : share));
+  bar.append(fill);
+  const value = probabilities ? `${(100 * v).toFixed(1)}%` : formatValue(v);
+  return [el("span", "tile-index", name), bar, el("span", "class-value", value)];
 }
 
 export class LayerDetail {
@@ -271,11 +277,16 @@ export class LayerDetail {
     const sheet = el("canvas", "tile-sheet pixelated");
     sheet.setAttribute("aria-hidden", "true");
     const images = new SliceImages(streamed, options, sheet);
-    const rows = classes && classRows(exact || vectorValues(streamed), classes, layer.kind);
+    // A 1000-class vector lists its 10 largest (and the selected class), as the scores do.
+    const values = classes && (exact || vectorValues(streamed));
+    const largest = classes && shownClasses(values);
+    const listed = classes && [...new Set([...largest, ...(slice < depth ? [slice] : [])])];
+    const rows = classes && classRows(values, classes, layer.kind, listed);
     grid.classList.toggle("labelled", Boolean(classes));
     // Ten numbers read as the bars beside; the enlarged "slice" is then a single cell.
     document.querySelector(".focus-views").classList.toggle("class-vector", Boolean(classes));
     const tiles = images.thumbs.map((_, d) => {
+      if (rows && !rows[d]) return null;
       const tile = el("button", "slice-tile");
       tile.type = "button";
       tile.setAttribute("role", "option");
@@ -289,9 +300,11 @@ export class LayerDetail {
       tile.addEventListener("click", () => this.onSelectSlice(d));
       return tile;
     });
-    grid.replaceChildren(...(classes ? [] : [sheet]), ...tiles);
+    grid.replaceChildren(...(classes ? listed.map((d) => tiles[d]) : [sheet, ...tiles]));
     if (!classes) images.place(grid, tiles);
-    $("slices-title").textContent = classes ? `${depth} numbers, one per class` : `Depth slices (${depth})`;
+    const and = classes && listed.length > largest.length ? " and the selected one" : "";
+    const some = classes && largest.length < depth ? `The ${largest.length} largest of ` : "";
+    $("slices-title").textContent = classes ? `${some}${depth} numbers${and}, one per class` : `Depth slices (${depth})`;
     this.shown = { index: layer.index, layer, volume: streamed, images, tiles, classes, before: shownBefore, options };
     // The 3D view draws the tiles' pictures; a large volume's are painted a few per task
     // (the selected slice first), so the page answers while a 224x224x64 layer is drawn.
@@ -346,6 +359,7 @@ export class LayerDetail {
     this.slice = d;
     if (!shown.classes) shown.images.place($("slice-grid"), shown.tiles); // resized: placed again
     for (const [i, tile] of shown.tiles.entries()) {
+      if (!tile) continue; // a class not listed
       tile.setAttribute("aria-selected", String(i === d));
       tile.tabIndex = i === d ? 0 : -1;
     }
