@@ -61,10 +61,11 @@ const blankCanvases = (count, width, height) =>
 /**
  * One volume's slices as pictures, each coloured (colorScale) when first wanted: `thumbs`,
  * one canvas per slice of at most THUMB_SIDE pixels a side, off the document (the 3D view's
- * planes, and what the tiles show); the tiles' pictures all on one canvas, `sheet`, behind
- * the tile buttons (a canvas the page changes costs every frame a copy of its own: 64 tile
- * canvases made a 224x224x64 layer's frames take 90 ms); and fullSize(d), slice d at its
- * own size for the enlarged view. A small volume's thumbs are its slices.
+ * planes, and what the tiles show); the tiles' pictures all on one canvas, `sheet`, laid
+ * over the tile buttons and letting their clicks through (a canvas the page changes costs
+ * each frame a copy of its own: 64 tile canvases made a 224x224x64 layer's frames slow,
+ * BENCHMARKS.md); and fullSize(d), slice d at its own size for the enlarged view. A small
+ * volume's thumbs are its slices.
  */
 class SliceImages {
   constructor(volume, options, sheet) {

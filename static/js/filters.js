@@ -194,7 +194,7 @@ export class FilterView {
     this.grid.style.setProperty("--filter-aspect", `${kw} / ${kh}`);
     this.grid.classList.toggle("one-filter", mode === "one");
     // Each tile a picture (a PNG painted on one canvas), not a canvas of its own: a deep
-    // layer's 512 tile canvases cost the page a second of compositing when it was shown.
+    // layer's 512 tile canvases stalled the page when it was shown (BENCHMARKS.md).
     const painter = document.createElement("canvas");
     this.grid.replaceChildren(
       ...tiles.map((tile, i) => {

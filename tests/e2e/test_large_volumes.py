@@ -4,7 +4,7 @@ line each) stream and draw without a long task on the page's main thread.
 The measure is the main thread's CPU time per task, read from a Chromium trace
 (benchmarks/import_speed.py main_thread_cpu): wall time on a shared CI machine counts the
 time a thread waits for a core. Before the stream was read on a worker and the tiles drawn
-a few at a time, the longest task of this run took 250-450 ms of CPU.
+a few at a time, this test failed (BENCHMARKS.md, "Importing your own model").
 """
 
 import os
