@@ -1,7 +1,9 @@
 """Security headers on every response.
 
 The page loads nothing from another origin and runs no inline script, so the policy can be
-strict; /docs follows it too (app/api/docs.py).
+strict; /docs follows it too (app/api/docs.py). The one worker, static/js/stream-worker.js
+(it reads a run's stream off the page's thread), is a same-origin module script: worker-src
+names it so, rather than leaving it to the fallback on script-src.
 """
 
 from starlette.datastructures import MutableHeaders
@@ -9,7 +11,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
-    "style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; "
+    "style-src 'self'; script-src 'self'; worker-src 'self'; connect-src 'self'; "
+    "object-src 'none'; "
     "base-uri 'none'; frame-ancestors 'none'"
 )
 # The page uses the webcam (on its own origin) and nothing else a browser can grant.

@@ -9,12 +9,16 @@ million parameters. Prints the time of `convscope import` end to end (parse, con
 check forward, write), of the conversion alone, of one image's forward pass (median), the
 slowest layers, and ONNX Runtime's forward for scale when it is installed. With --page, a
 real server and headless Chromium: from choosing the file to the first and the last layer
-drawn, the bytes streamed, and the longest task that blocked the page's main thread.
+drawn, the bytes streamed, the longest task that blocked the page's main thread (the
+browser's Long Tasks API: wall time, which on a busy machine includes the time the thread
+waited for a core) and, from a Chromium trace of the same run, the main thread's CPU time:
+its longest task's and all of it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -37,6 +41,27 @@ new PerformanceObserver((list) => {
   for (const entry of list.getEntries()) window.__longtasks.push(entry.duration);
 }).observe({ type: "longtask", buffered: true });
 """
+
+
+TRACE_CATEGORIES = ["devtools.timeline", "toplevel", "disabled-by-default-devtools.timeline"]
+
+
+def main_thread_cpu(trace: bytes) -> tuple[float, float]:
+    """(longest task, all tasks) of the page's main thread in a Chromium trace, CPU ms."""
+    events = json.loads(trace)["traceEvents"]
+    names = {
+        (e["pid"], e["tid"]): e["args"]["name"]
+        for e in events
+        if e.get("ph") == "M" and e.get("name") == "thread_name"
+    }
+    tasks: dict[tuple, list[float]] = {}
+    for e in events:
+        thread = (e.get("pid"), e.get("tid"))
+        main = names.get(thread) == "CrRendererMain"
+        if main and e.get("name") == "RunTask" and e.get("ph") == "X":
+            tasks.setdefault(thread, []).append(e.get("tdur", 0) / 1000)
+    page = max(tasks.values(), key=len, default=[0.0])  # the renderer that did the most
+    return max(page), sum(page)
 
 
 def timed(function, *args):
@@ -63,9 +88,13 @@ def page_times(models_dir: Path, repeats: int) -> None:
             page.goto(f"http://127.0.0.1:{port}/?model=vgg")
             page.wait_for_selector("#layer-row .layer-box")
             for repeat in range(repeats):
+                page.wait_for_timeout(500)
                 page.evaluate("performance.clearMarks(); window.__longtasks.length = 0")
+                browser.start_tracing(page=page, categories=TRACE_CATEGORIES)
                 page.set_input_files("#file-input", str(image))
                 page.wait_for_selector('body[data-run-state="done"]', timeout=300_000)
+                page.wait_for_timeout(500)  # the frames after the scores
+                longest_cpu, all_cpu = main_thread_cpu(browser.stop_tracing())
                 marks = page.evaluate(
                     """() => {
                     const at = (n) => performance.getEntriesByName(n, 'mark').at(-1)?.startTime;
@@ -80,7 +109,8 @@ def page_times(models_dir: Path, repeats: int) -> None:
                 print(
                     f"page run {repeat + 1}: first layer drawn {first:.0f}"
                     f" ms, last {marks['last'] - marks['chosen']:.0f} ms, longest main-thread task"
-                    f" {marks['longest']:.0f} ms, all long tasks {marks['blocked']:.0f} ms"
+                    f" {marks['longest']:.0f} ms, all long tasks {marks['blocked']:.0f} ms;"
+                    f" main-thread CPU: longest task {longest_cpu:.0f} ms, in all {all_cpu:.0f} ms"
                 )
             browser.close()
     finally:

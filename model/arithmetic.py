@@ -34,6 +34,7 @@ from model.layers import Layer
 
 UNIT_ROUNDOFF = 2.0**-24  # float32
 TOP_TERMS = 12  # an fc neuron's largest contributions, listed with where they come from
+GAP_SHOWN = 12  # a global average pool's channel: the corner whose numbers are given
 # float64 exp overflows past 709; below this the logits' own exponentials are shown.
 EXP_LIMIT = 700.0
 
@@ -256,19 +257,25 @@ def avgpool(layer: Layer, before: np.ndarray, row: int, col: int, depth: int) ->
 
 
 def gap(layer: Layer, before: np.ndarray, row: int, col: int, depth: int) -> dict[str, Any]:
-    """window: the whole (H, W) channel `depth`; count = H * W, sum = sum(window):
-    value = sum / count, the channel's mean. Rounding as avgpool's."""
-    window = before[:, :, depth].astype(np.float64)
-    h, w = window.shape
-    total = float(window.sum())
-    value = total / window.size
-    error = _gamma(window.size) * float(np.abs(window).sum()) / window.size
+    """The whole (H, W) channel `depth` is read: count = H * W, sum = its sum, mean = sum /
+    count = value. Of its numbers only `window`, the first GAP_SHOWN x GAP_SHOWN (rows
+    window_rows, cols window_cols), is given: a 224x224 channel is 50,176 numbers, which
+    the page draws from the stream rather than as figures. Rounding as avgpool's."""
+    channel = before[:, :, depth].astype(np.float64)
+    h, w = channel.shape
+    total = float(channel.sum())
+    value = total / channel.size
+    error = _gamma(channel.size) * float(np.abs(channel).sum()) / channel.size
+    shown_h, shown_w = min(h, GAP_SHOWN), min(w, GAP_SHOWN)
     return {
         "rows": [0, h],
         "cols": [0, w],
-        "window": window,
-        "count": int(window.size),
+        "window": channel[:shown_h, :shown_w],
+        "window_rows": [0, shown_h],
+        "window_cols": [0, shown_w],
+        "count": int(channel.size),
         "sum": total,
+        "mean": value,
         "value": value,
         "tolerance": error + UNIT_ROUNDOFF * (abs(value) + error),
     }

@@ -154,9 +154,16 @@ class AvgpoolNeuron(NeuronBase):
 
 class GapNeuron(NeuronBase):
     kind: Literal["gap"]
-    window: list[list[float]] = Field(description="The whole H x W input channel `depth`.")
-    count: int = Field(description="H * W.")
-    sum: float = Field(description="sum(window); value = sum / count, the channel's mean.")
+    window: list[list[float]] = Field(
+        description="The first numbers of input channel `depth`, at most 12 x 12 (rows "
+        "window_rows, cols window_cols); the whole channel (input.rows, input.cols) is "
+        "summed, and layers/{i-1}.npy?slice={depth} has every number of it."
+    )
+    window_rows: HalfOpen
+    window_cols: HalfOpen
+    count: int = Field(description="H * W, the channel's numbers.")
+    sum: float = Field(description="The sum of the whole H x W channel (float64).")
+    mean: float = Field(description="sum / count = recomputed, the channel's mean.")
 
 
 class BatchnormNeuron(NeuronBase):

@@ -97,7 +97,7 @@ export function getWeightsArray(modelId, index, filter, signal) {
   return getNpy(`/api/models/${encodeURIComponent(modelId)}/layers/${index}/weights.npy${query}`, signal);
 }
 
-/** Base64 to bytes (uint8 volumes and images in the stream); bytes that readLines has
+/** Base64 to bytes (uint8 volumes and images in the stream); bytes that decodeLine has
  * already decoded (a "uint8-split" layer) come back as they are. */
 export function decodeBase64(text) {
   if (text instanceof Uint8Array) return text;
@@ -130,140 +130,257 @@ export function decodeSplit(text, count) {
   return bytes;
 }
 
-/** A stream line as the page uses it: a "uint8-split" layer's data becomes its bytes. */
+/** A stream line as the page uses it: a "uint8-split" layer's data and the run's input
+ * become their bytes. */
 export function decodeLine(message) {
   if (message.type === "layer" && message.encoding === "uint8-split") {
     const [h, w, d] = message.shape;
     return { ...message, encoding: "uint8", data: decodeSplit(message.data, h * w * d) };
   }
+  if (message.type === "run" && typeof message.input?.data === "string") {
+    return { ...message, input: { ...message.input, data: decodeBase64(message.input.data) } };
+  }
   return message;
+}
+
+/**
+ * NDJSON text, in pieces as it arrives, to onMessage(message) per line (decoded by
+ * decodeLine); an "error" line throws its sentence. A line's pieces are joined once, when
+ * its newline comes, so a 4 MB line is neither rescanned nor copied per piece.
+ */
+export class LineReader {
+  constructor(onMessage) {
+    this.onMessage = onMessage;
+    this.pieces = [];
+  }
+
+  push(text) {
+    let start = 0;
+    let newline;
+    while ((newline = text.indexOf("\n", start)) >= 0) {
+      this.pieces.push(text.slice(start, newline));
+      this.emit();
+      start = newline + 1;
+    }
+    if (start < text.length) this.pieces.push(start ? text.slice(start) : text);
+  }
+
+  end() {
+    this.emit();
+  }
+
+  emit() {
+    const line = this.pieces.length === 1 ? this.pieces[0] : this.pieces.join("");
+    this.pieces = [];
+    if (!line.trim()) return;
+    const message = decodeLine(JSON.parse(line));
+    if (message.type === "error") throw new ApiError(message.detail || "The run failed.");
+    this.onMessage(message);
+  }
 }
 
 /** What the page asks the stream routes for: the split volumes, which gzip to half. */
 const STREAM_QUERY = "?encoding=uint8-split";
+const unreachable = () => new ApiError("The server cannot be reached. Is it still running?");
+const replaced = () => new DOMException("The run was replaced.", "AbortError");
 
 /**
  * POST an image to a model and call onMessage(object) for each NDJSON line as it arrives,
  * and onUpload(sent, total) as the image's bytes go up. Resolves when the stream ends;
- * rejects with ApiError carrying the server's sentence.
+ * rejects with ApiError carrying the server's sentence. The lines are read and decoded in
+ * the stream worker (stream-worker.js) where the browser has workers, here otherwise.
  */
-export async function forward(modelId, image, { signal, onMessage, onUpload }) {
-  const body = new FormData();
-  body.append("image", image, image.name || "image.png");
+export function forward(modelId, image, options) {
   const url = `/api/models/${encodeURIComponent(modelId)}/forward${STREAM_QUERY}`;
+  const name = image.name || "image.png";
+  return inWorker({ op: "forward", url, image, name }, options) ?? forwardHere(url, image, name, options);
+}
+
+/** A stored run again, as the same lines forward() reads (GET /api/runs/{id}/stream). */
+export function replay(runId, options) {
+  const url = `/api/runs/${encodeURIComponent(runId)}/stream${STREAM_QUERY}`;
+  return inWorker({ op: "replay", url }, options) ?? replayHere(url, options);
+}
+
+/** forward() on this thread (the stream worker calls it). */
+export async function forwardHere(url, image, name, { signal, onMessage, onUpload }) {
+  const body = new FormData();
+  body.append("image", image, name);
+  const lines = new LineReader(onMessage);
+  let answer;
+  try {
+    answer = await postWatchingUpload(url, body, { signal, onUpload, onText: (text) => lines.push(text) });
+  } catch (error) {
+    if (error.name === "AbortError" || error instanceof ApiError || error instanceof SyntaxError) throw error;
+    throw unreachable();
+  }
+  if (!answer.ok) throw await errorFrom(answer);
+  lines.end();
+}
+
+/** replay() on this thread (the stream worker calls it). */
+export async function replayHere(url, { signal, onMessage }) {
   let response;
   try {
-    response = await postWatchingUpload(url, body, { signal, onUpload });
+    response = await fetch(url, { signal, headers: { Accept: "application/x-ndjson" } });
   } catch (error) {
     if (error.name === "AbortError") throw error;
-    throw new ApiError("The server cannot be reached. Is it still running?");
+    throw unreachable();
   }
   if (!response.ok) throw await errorFrom(response);
-  await readLines(response, onMessage);
+  const lines = new LineReader(onMessage);
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    lines.push(decoder.decode(value, { stream: true }));
+  }
+  lines.push(decoder.decode());
+  lines.end();
 }
 
 /**
- * POST `body`, reporting the upload's progress, and resolve with a Response whose body
- * streams the answer as it arrives. fetch() cannot report an upload's progress over
- * HTTP/1.1, so this is XMLHttpRequest, its answer read as bytes (the x-user-defined
- * charset maps each byte to one character) and handed on as a ReadableStream.
+ * POST `body`, reporting the upload's progress, and hand a 2xx answer's text to
+ * onText(piece) as it arrives; resolve with {ok: true} at its end, or with the whole error
+ * answer as a Response. fetch() cannot report an upload's progress over HTTP/1.1, so this
+ * is XMLHttpRequest. Its responseText is the whole answer so far, which the browser copies
+ * on every read: read on a worker, that costs the page nothing.
  */
-function postWatchingUpload(url, body, { signal, onUpload }) {
+function postWatchingUpload(url, body, { signal, onUpload, onText }) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    let controller = null;
     let read = 0;
+    let ok = false;
+    let failed = false;
     const push = () => {
+      if (!ok || failed) return;
       const text = xhr.responseText;
-      if (!controller || text.length === read) return;
-      const bytes = new Uint8Array(text.length - read);
-      for (let i = 0; i < bytes.length; i++) bytes[i] = text.charCodeAt(read + i) & 0xff;
+      if (text.length === read) return;
+      const piece = text.slice(read);
       read = text.length;
-      controller.enqueue(bytes);
+      try {
+        onText(piece);
+      } catch (error) {
+        failed = true;
+        xhr.abort();
+        reject(error);
+      }
     };
-    const aborted = () => new DOMException("The run was replaced.", "AbortError");
     xhr.open("POST", url);
     xhr.setRequestHeader("Accept", "application/x-ndjson");
-    xhr.overrideMimeType("text/plain; charset=x-user-defined");
+    xhr.overrideMimeType("application/x-ndjson; charset=utf-8");
     xhr.upload.onprogress = (event) => onUpload?.(event.loaded, event.lengthComputable ? event.total : 0);
     xhr.onreadystatechange = () => {
       if (xhr.readyState !== XMLHttpRequest.HEADERS_RECEIVED) return;
       onUpload?.(1, 1);
-      const stream = new ReadableStream({
-        start(c) {
-          controller = c;
-        },
-      });
+      ok = xhr.status >= 200 && xhr.status < 300;
+    };
+    xhr.onprogress = push;
+    xhr.onload = () => {
+      push();
+      if (failed) return;
+      if (ok) return resolve({ ok: true });
       const headers = new Headers();
       for (const line of xhr.getAllResponseHeaders().trim().split(/[\r\n]+/)) {
         const colon = line.indexOf(":");
         if (colon > 0) headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
       }
-      resolve(new Response(stream, { status: xhr.status, statusText: xhr.statusText, headers }));
+      resolve(new Response(xhr.responseText, { status: xhr.status, statusText: xhr.statusText, headers }));
     };
-    xhr.onprogress = push;
-    xhr.onload = () => {
-      push();
-      controller?.close();
-    };
-    xhr.onerror = () => {
-      const error = new TypeError("network error");
-      if (controller) controller.error(error);
-      else reject(error);
-    };
-    xhr.onabort = () => {
-      if (controller) controller.error(aborted());
-      else reject(aborted());
-    };
-    if (signal?.aborted) return reject(aborted());
+    xhr.onerror = () => failed || reject(new TypeError("network error"));
+    xhr.onabort = () => failed || reject(replaced());
+    if (signal?.aborted) return reject(replaced());
     signal?.addEventListener("abort", () => xhr.abort(), { once: true });
     xhr.send(body);
   });
 }
 
-/** A stored run again, as the same lines forward() reads (GET /api/runs/{id}/stream). */
-export async function replay(runId, { signal, onMessage }) {
-  let response;
+// --- the stream worker: reading and decoding a run's lines off the page's thread ----------------
+
+let worker = null; // the Worker once started; false where there is none to be had
+const jobs = new Map(); // job id -> {request, options, resolve, reject, heard}
+let jobCount = 0;
+
+function streamWorker() {
+  if (worker !== null) return worker;
+  worker = false;
+  if (typeof Worker !== "function" || typeof document === "undefined") return worker;
   try {
-    response = await fetch(`/api/runs/${encodeURIComponent(runId)}/stream${STREAM_QUERY}`, {
-      signal,
-      headers: { Accept: "application/x-ndjson" },
-    });
-  } catch (error) {
-    if (error.name === "AbortError") throw error;
-    throw new ApiError("The server cannot be reached. Is it still running?");
+    worker = new Worker(new URL("./stream-worker.js", import.meta.url), { type: "module" });
+  } catch {
+    return worker;
   }
-  if (!response.ok) throw await errorFrom(response);
-  await readLines(response, onMessage);
+  worker.addEventListener("message", ({ data }) => heard(data));
+  // A worker that cannot start (its script refused, say): its jobs, and every later run,
+  // are read on this thread instead.
+  worker.addEventListener("error", () => {
+    worker = false;
+    for (const [id, job] of jobs) {
+      jobs.delete(id);
+      if (job.heard) job.reject(new ApiError("The page's stream reader stopped."));
+      else here(job.request, job.options).then(job.resolve, job.reject);
+    }
+  });
+  return worker;
+}
+
+/** Start the stream worker ahead of the first run, so that run does not wait for its script. */
+export function startStreamWorker() {
+  streamWorker();
+}
+
+const here = (request, options) =>
+  request.op === "forward" ? forwardHere(request.url, request.image, request.name, options) : replayHere(request.url, options);
+
+/** Run `request` on the stream worker: a Promise, or null where there is no worker. */
+function inWorker(request, options) {
+  const reader = streamWorker();
+  if (!reader) return null;
+  const { signal } = options;
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(replaced());
+    const id = ++jobCount;
+    jobs.set(id, { request, options, resolve, reject, heard: false });
+    signal?.addEventListener(
+      "abort",
+      () => {
+        if (!jobs.delete(id)) return;
+        reader.postMessage({ id, abort: true });
+        reject(replaced());
+      },
+      { once: true },
+    );
+    reader.postMessage({ id, ...request });
+  });
+}
+
+/** A worker's report on job data.id: {message} (a line), {upload: [sent, total]}, {end},
+ * or {error: {name, message, status}}. */
+function heard(data) {
+  const job = jobs.get(data.id);
+  if (!job) return;
+  job.heard = true;
+  const settle = (error) => {
+    jobs.delete(data.id);
+    if (error) job.reject(error);
+    else job.resolve();
+  };
+  if (data.upload) job.options.onUpload?.(...data.upload);
+  else if (data.message) {
+    try {
+      job.options.onMessage(data.message);
+    } catch (error) {
+      if (worker) worker.postMessage({ id: data.id, abort: true });
+      settle(error);
+    }
+  } else if (data.error) {
+    const { name, message, status } = data.error;
+    settle(name === "AbortError" ? replaced() : name === "ApiError" ? new ApiError(message, status) : new Error(message));
+  } else if (data.end) settle();
 }
 
 export const runInputUrl = (runId) => `/api/runs/${encodeURIComponent(runId)}/input.png?scale=8`;
-
-async function readLines(response, onMessage) {
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buffered = "";
-  let scanned = 0; // buffered[0:scanned] has no newline: a 4 MB line is not rescanned per chunk
-  const emit = (line) => {
-    if (!line.trim()) return;
-    const message = decodeLine(JSON.parse(line));
-    if (message.type === "error") throw new ApiError(message.detail || "The run failed.");
-    onMessage(message);
-  };
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffered += decoder.decode(value, { stream: true });
-    let newline;
-    while ((newline = buffered.indexOf("\n", scanned)) >= 0) {
-      emit(buffered.slice(0, newline));
-      buffered = buffered.slice(newline + 1);
-      scanned = 0;
-    }
-    scanned = buffered.length;
-  }
-  emit(buffered + decoder.decode());
-}
 
 // --- channel views: top dataset patches and feature visualisations ------------------------------
 

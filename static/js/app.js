@@ -575,6 +575,7 @@ async function loadSamples() {
 
 async function main() {
   document.documentElement.classList.add("js");
+  api.startStreamWorker();
   const fromUrl = parseQuery(location.search);
   Object.assign(state, { sequential: fromUrl.sequential, diverging: fromUrl.diverging, scale: fromUrl.scale });
   if (!COLORMAPS[state.sequential]) state.sequential = "viridis";

@@ -157,21 +157,36 @@ export function describeNeuron(body, { inputName = "the input", classes = [] } =
       if (padded) out.notes.push([`${padded} places of the window lie in the padding, which counts as ${MINUS}∞: it never wins.`]);
       return out;
     }
-    case "avgpool":
-    case "gap": {
+    case "avgpool": {
       const cells = body.window.length * body.window[0].length;
-      out.formula = [`sum of ${body.kind === "gap" ? `all ${cells} numbers of the channel` : "the window"} `, n(body.sum), ` ÷ ${body.count} = `, value];
+      out.formula = ["sum of the window ", n(body.sum), ` ÷ ${body.count} = `, value];
       out.slice = window;
       if (body.window.length <= GRID_LIMIT && body.window[0].length <= GRID_LIMIT) {
         out.grid = { values: body.window, sign: true, caption: `${body.window.length}×${body.window[0].length} of ${inputName}, depth ${depth}` };
       }
-      if (body.kind === "gap") {
-        out.notes.push([`Global average pool: the mean of the whole ${body.window.length}×${body.window[0].length} slice ${depth} of ${inputName}.`]);
-      } else if (body.count !== cells) {
+      if (body.count !== cells) {
         out.notes.push([`The divisor is ${body.count}, not ${cells}: ${cells - body.count} places of the window are not counted (${body.count_include_pad ? "past the padding" : "padding: only the input's own numbers count"}).`]);
       } else {
         out.notes.push([`The divisor is all ${cells} places of the window${body.count_include_pad ? " (padding, as 0, counts too)" : ""}.`]);
       }
+      return out;
+    }
+    case "gap": {
+      // The server sends the channel's first numbers only (window_rows x window_cols) and
+      // the exact sum of all of them.
+      const [h, w] = [body.input.rows[1] - body.input.rows[0], body.input.cols[1] - body.input.cols[0]];
+      const [shownH, shownW] = [body.window.length, body.window[0]?.length || 0];
+      const whole = shownH === h && shownW === w;
+      out.formula = [`sum of all ${body.count} numbers of the channel `, n(body.sum), ` ÷ ${body.count} = `, value];
+      out.slice = window;
+      if (shownH <= GRID_LIMIT && shownW <= GRID_LIMIT) {
+        const caption = whole
+          ? `${h}×${w} of ${inputName}, depth ${depth}`
+          : `rows 0–${shownH - 1}, cols 0–${shownW - 1} of the ${h}×${w} slice ${depth} of ${inputName}`;
+        out.grid = { values: body.window, sign: true, caption };
+      }
+      out.notes.push([`Global average pool: the mean of the whole ${h}×${w} slice ${depth} of ${inputName}.`]);
+      if (!whole) out.notes.push([`Its first ${shownH}×${shownW} numbers are shown; the sum is of all ${body.count}.`]);
       return out;
     }
     case "batchnorm":

@@ -229,7 +229,7 @@ export class VolumeView {
     for (const { d, origin } of order) {
       ctx.setTransform(size * ex[0], size * ex[1], size * ey[0], size * ey[1], cx + size * origin[0], cyy + size * origin[1]);
       ctx.globalAlpha = 0.94;
-      ctx.drawImage(this.slices[d], 0, 0);
+      ctx.drawImage(this.slices[d], 0, 0, w, h); // a large slice comes as a smaller thumb
       ctx.globalAlpha = 1;
       outline(d, origin);
       ctx.lineWidth = d === this.selected ? 3 * dpr : 0.6 * dpr;

@@ -11,7 +11,8 @@ import { cellValue } from "./exact.js";
 import { FilterView } from "./filters.js";
 import { isClassVector, kindFamily, lesson, showsBefore } from "./kinds.js";
 import { float32Text, shortValue } from "./numbers.js";
-import { colorScale, drawPixelated, formatValue, sliceCanvas, valueOf } from "./volume.js";
+import { shownClasses } from "./scores.js";
+import { colorScale, drawPixelated, formatValue, sliceCanvas, thumbCanvas, thumbSize, valueOf } from "./volume.js";
 
 const EMPTY =
   "Pick a sample, upload, paste, drop, photograph or draw an image: each layer's volume appears above as it is computed.";
@@ -43,31 +44,137 @@ function tileColumns(grid, count) {
   return Math.max(1, Math.floor(width / 27));
 }
 
-function copyCanvas(source) {
-  const copy = document.createElement("canvas");
-  copy.width = source.width;
-  copy.height = source.height;
-  copy.getContext("2d").drawImage(source, 0, 0);
-  return copy;
+const sameOptions = (a, b) => a.scale === b.scale && a.sequential === b.sequential && a.diverging === b.diverging;
+
+/** The slices a task may paint before it yields to the page (a frame is 16 ms). */
+const PAINT_BUDGET_MS = 8;
+/** Slices kept at full size for the enlarged view, per layer shown. */
+const FULL_KEPT = 8;
+
+const blankCanvases = (count, width, height) =>
+  Array.from({ length: count }, () => {
+    const canvas = document.createElement("canvas");
+    [canvas.width, canvas.height] = [width, height];
+    return canvas;
+  });
+
+/**
+ * One volume's slices as pictures, each coloured (colorScale) when first wanted: `thumbs`,
+ * one canvas per slice of at most THUMB_SIDE pixels a side, off the document (the 3D view's
+ * planes, and what the tiles show); the tiles' pictures all on one canvas, `sheet`, laid
+ * over the tile buttons and letting their clicks through (a canvas the page changes costs
+ * each frame a copy of its own: 64 tile canvases made a 224x224x64 layer's frames slow,
+ * BENCHMARKS.md); and fullSize(d), slice d at its own size for the enlarged view. A small
+ * volume's thumbs are its slices.
+ */
+class SliceImages {
+  constructor(volume, options, sheet) {
+    this.volume = volume;
+    this.options = options;
+    this.sheet = sheet;
+    this.scales = new Map();
+    this.painted = new Set();
+    this.full = new Map();
+    this.places = [];
+    const [h, w, depth] = volume.shape;
+    const [th, tw] = thumbSize(h, w);
+    this.thumbs = blankCanvases(depth, tw, th);
+  }
+
+  scale(d) {
+    const layerWide = this.options.scale === "layer";
+    const key = layerWide ? 0 : d;
+    if (!this.scales.has(key)) this.scales.set(key, colorScale(this.volume, key, this.options));
+    return this.scales.get(key);
+  }
+
+  thumb(d) {
+    if (!this.painted.has(d)) {
+      this.painted.add(d);
+      thumbCanvas(this.volume, d, this.scale(d).palette, this.thumbs[d]);
+      this.drawTile(d);
+    }
+    return this.thumbs[d];
+  }
+
+  /** Where each tile's picture goes on the sheet: inside the tile's border, in CSS px
+   * from the grid's top left. The sheet is sized to the grid's content and repainted. */
+  place(grid, tiles) {
+    const key = `${grid.clientWidth}x${grid.scrollHeight}`;
+    if (key === this.placedAt) return;
+    // Measured without the sheet, whose own size is part of the grid's scrolled content.
+    this.sheet.style.width = this.sheet.style.height = "0px";
+    this.placedAt = `${grid.clientWidth}x${grid.scrollHeight}`;
+    this.places = tiles.map((tile) => [tile.offsetLeft + tile.clientLeft, tile.offsetTop + tile.clientTop, tile.clientWidth, tile.clientHeight]);
+    const [width, height] = [grid.scrollWidth, grid.scrollHeight];
+    this.sheet.style.width = `${width}px`;
+    this.sheet.style.height = `${height}px`;
+    const ctx = fitCanvas(this.sheet, width, height);
+    ctx.clearRect(0, 0, width, height);
+    for (const d of this.painted) this.drawTile(d);
+  }
+
+  drawTile(d) {
+    const place = this.places[d];
+    if (!place) return;
+    const dpr = window.devicePixelRatio || 1;
+    const ctx = this.sheet.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    drawPixelated(ctx, this.thumbs[d], ...place);
+  }
+
+  fullSize(d) {
+    const [h, w] = this.volume.shape;
+    if (thumbSize(h, w)[0] === h) return this.thumb(d);
+    if (!this.full.has(d)) {
+      if (this.full.size >= FULL_KEPT) this.full.delete(this.full.keys().next().value);
+      this.full.set(d, sliceCanvas(this.volume, d, this.scale(d).palette));
+    }
+    return this.full.get(d);
+  }
+
+  /** Paint every thumb, slice `first` and those after it first, PAINT_BUDGET_MS at a time;
+   * onPainted() after the first task's share and after the last. Returns {cancel}. */
+  paintAll(first, onPainted) {
+    const depth = this.thumbs.length;
+    const order = Array.from({ length: depth }, (_, i) => (first + i) % depth);
+    let next = 0;
+    let timer = 0;
+    let steps = 0;
+    const step = () => {
+      const until = performance.now() + PAINT_BUDGET_MS;
+      do this.thumb(order[next++]);
+      while (next < depth && performance.now() < until);
+      if (next < depth) timer = setTimeout(step, 0);
+      if (++steps === 1 || next === depth) onPainted();
+    };
+    step();
+    return { cancel: () => clearTimeout(timer) };
+  }
 }
 
 /** The values of a 1x1xD volume (from its quantised stream data). */
 const vectorValues = (volume) => [...volume.data].map((q) => valueOf(volume, q));
 
-/** A row per class: its name, a bar (from zero, so negative scores point left) and its value. */
-function classRows(values, classes, kind) {
+/** A row per class of `listed`: its name, a bar (from zero, so negative scores point left)
+ * and its value; rows[d] for class d, undefined for a class not listed. */
+function classRows(values, classes, kind, listed) {
   const probabilities = kindFamily(kind) === "softmax";
   const limit = Math.max(...values.map(Math.abs)) || 1;
   const signed = !probabilities && values.some((v) => v < 0);
-  return values.map((v, d) => {
-    const bar = el("span", signed ? "class-bar signed" : "class-bar");
-    const fill = el("span", v < 0 ? "class-fill negative" : "class-fill");
-    const share = probabilities ? v : Math.abs(v) / limit;
-    fill.style.setProperty("--share", String(signed ? share / 2 : share));
-    bar.append(fill);
-    const value = probabilities ? `${(100 * v).toFixed(1)}%` : formatValue(v);
-    return [el("span", "tile-index", classes[d]), bar, el("span", "class-value", value)];
-  });
+  const rows = [];
+  for (const d of listed) rows[d] = classRow(values[d], classes[d], { probabilities, limit, signed });
+  return rows;
+}
+
+function classRow(v, name, { probabilities, limit, signed }) {
+  const bar = el("span", signed ? "class-bar signed" : "class-bar");
+  const fill = el("span", v < 0 ? "class-fill negative" : "class-fill");
+  const share = probabilities ? v : Math.abs(v) / limit;
+  fill.style.setProperty("--share", String(signed ? share / 2 : share));
+  bar.append(fill);
+  const value = probabilities ? `${(100 * v).toFixed(1)}%` : formatValue(v);
+  return [el("span", "tile-index", name), bar, el("span", "class-value", value)];
 }
 
 export class LayerDetail {
@@ -79,7 +186,8 @@ export class LayerDetail {
     this.onHover = onHover;
     this.onPick = onPick;
     this.pinned = null; // {row, col}: the neuron whose arithmetic is shown (setPinned)
-    this.shown = null; // {index, layer, volume, scales, sources, tiles, classes, before}
+    this.shown = null; // {index, layer, volume, images (SliceImages), tiles, classes, before, options}
+    this.painting = null; // the shown volume's thumbs being painted: {cancel}
     this.hover = null; // {row, col}
     this.run = null;
     this.slice = 0;
@@ -146,28 +254,40 @@ export class LayerDetail {
     if (!streamed) {
       empty.hidden = false;
       empty.textContent = waiting ? `${layer.name} is on its way…` : EMPTY;
+      this.painting?.cancel();
       this.shown = null;
       return;
     }
     empty.hidden = true;
-    const depth = streamed.shape[2];
-    const scales = [];
-    const sources = [];
-    for (let d = 0; d < depth; d++) {
-      const scale = options.scale === "layer" && d > 0 ? scales[0] : colorScale(streamed, d, options);
-      scales.push(scale);
-      sources.push(sliceCanvas(streamed, d, scale.palette));
-    }
     const classes = isClassVector(layer, run.classes) ? run.classes : null;
     // Softmax's numbers are the scores' exact probabilities once they came; else the stream's.
     const exact = kindFamily(layer.kind) === "softmax" && run.scores?.probabilities;
-    const rows = classes && classRows(exact || vectorValues(streamed), classes, layer.kind);
+    // RELU and POOL beside the volume they read: the same slice before and after.
+    const shownBefore = showsBefore(layer.kind) && previous?.streamed ? previous : null;
     const grid = $("slice-grid");
-    grid.style.setProperty("--columns", classes ? "auto-fill" : tileColumns(grid, depth));
+    const columns = classes ? 1 : tileColumns(grid, streamed.shape[2]);
+    grid.style.setProperty("--columns", classes ? "auto-fill" : columns);
+    const same = this.shown?.volume === streamed && sameOptions(this.shown.options, options) && !classes;
+    if (same) {
+      // Drawn already (the run only ended, say): keep the tiles, painted or being painted.
+      this.shown.before = shownBefore;
+      return;
+    }
+    this.painting?.cancel();
+    const depth = streamed.shape[2];
+    const sheet = el("canvas", "tile-sheet pixelated");
+    sheet.setAttribute("aria-hidden", "true");
+    const images = new SliceImages(streamed, options, sheet);
+    // A 1000-class vector lists its 10 largest (and the selected class), as the scores do.
+    const values = classes && (exact || vectorValues(streamed));
+    const largest = classes && shownClasses(values);
+    const listed = classes && [...new Set([...largest, ...(slice < depth ? [slice] : [])])];
+    const rows = classes && classRows(values, classes, layer.kind, listed);
     grid.classList.toggle("labelled", Boolean(classes));
     // Ten numbers read as the bars beside; the enlarged "slice" is then a single cell.
     document.querySelector(".focus-views").classList.toggle("class-vector", Boolean(classes));
-    const tiles = sources.map((source, d) => {
+    const tiles = images.thumbs.map((_, d) => {
+      if (rows && !rows[d]) return null;
       const tile = el("button", "slice-tile");
       tile.type = "button";
       tile.setAttribute("role", "option");
@@ -176,19 +296,21 @@ export class LayerDetail {
       // A class row's visible words (name and value) are its accessible name already.
       if (!classes) tile.setAttribute("aria-label", label);
       tile.title = label;
-      source.className = "pixelated";
       if (rows) tile.append(...rows[d]);
-      else tile.append(source, el("span", "tile-index", String(d)));
+      else tile.append(el("span", "tile-index", String(d)));
       tile.addEventListener("click", () => this.onSelectSlice(d));
       return tile;
     });
-    grid.replaceChildren(...tiles);
-    $("slices-title").textContent = classes ? `${depth} numbers, one per class` : `Depth slices (${depth})`;
-    // RELU and POOL beside the volume they read: the same slice before and after.
-    const shownBefore = showsBefore(layer.kind) && previous?.streamed ? previous : null;
-    this.shown = { index: layer.index, layer, volume: streamed, scales, sources, tiles, classes, before: shownBefore, options };
-    // The 3D view gets its own copies: a canvas can be in one place of the document only.
-    this.volume3d.setVolume(sources.map(copyCanvas), streamed.shape, slice);
+    grid.replaceChildren(...(classes ? listed.map((d) => tiles[d]) : [sheet, ...tiles]));
+    if (!classes) images.place(grid, tiles);
+    const and = classes && listed.length > largest.length ? " and the selected one" : "";
+    const some = classes && largest.length < depth ? `The ${largest.length} largest of ` : "";
+    $("slices-title").textContent = classes ? `${some}${depth} numbers${and}, one per class` : `Depth slices (${depth})`;
+    this.shown = { index: layer.index, layer, volume: streamed, images, tiles, classes, before: shownBefore, options };
+    // The 3D view draws the tiles' pictures; a large volume's are painted a few per task
+    // (the selected slice first), so the page answers while a 224x224x64 layer is drawn.
+    this.volume3d.setVolume(images.thumbs, streamed.shape, slice);
+    this.painting = images.paintAll(slice, () => this.volume3d.requestDraw());
   }
 
   /** `input` is the input volume's shape, to say when a neuron sees all of it. Facts a
@@ -234,22 +356,24 @@ export class LayerDetail {
     this.filters.setSlice(slice);
     const shown = this.shown;
     if (!shown) return;
-    const d = clamp(slice, 0, shown.sources.length - 1);
+    const d = clamp(slice, 0, shown.tiles.length - 1);
     this.slice = d;
+    if (!shown.classes) shown.images.place($("slice-grid"), shown.tiles); // resized: placed again
     for (const [i, tile] of shown.tiles.entries()) {
+      if (!tile) continue; // a class not listed
       tile.setAttribute("aria-selected", String(i === d));
       tile.tabIndex = i === d ? 0 : -1;
     }
     const label = shown.classes
       ? `${shown.classes[d]} (depth slice ${d})`
-      : `depth slice ${d} of ${shown.sources.length}`;
+      : `depth slice ${d} of ${shown.tiles.length}`;
     $("focus-title").textContent = `${shown.layer.name}, ${label}`;
 
     const canvas = $("slice-canvas");
     const { h, w, cell, width, height } = this.sliceLayout();
     canvas.style.height = `${height}px`;
     const ctx = fitCanvas(canvas, width, height);
-    drawPixelated(ctx, shown.sources[d], 0, 0, width, height);
+    drawPixelated(ctx, shown.images.fullSize(d), 0, 0, width, height);
     if (cell >= 10) {
       ctx.strokeStyle = "rgba(0, 0, 0, 0.28)";
       ctx.lineWidth = 1 / (window.devicePixelRatio || 1);
@@ -279,7 +403,7 @@ export class LayerDetail {
       ctx.strokeStyle = "#000000";
       ctx.strokeRect(col * cell - 0.5, row * cell - 0.5, cell + 1, cell + 1);
     }
-    this.drawColorbar(shown.scales[d]);
+    this.drawColorbar(shown.images.scale(d));
     this.drawBefore(d);
     this.drawReceptiveField();
     this.readout();

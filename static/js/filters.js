@@ -193,14 +193,18 @@ export class FilterView {
     this.grid.style.setProperty("--filter-tile", `${side}px`);
     this.grid.style.setProperty("--filter-aspect", `${kw} / ${kh}`);
     this.grid.classList.toggle("one-filter", mode === "one");
+    // Each tile a picture (a PNG painted on one canvas), not a canvas of its own: a deep
+    // layer's 512 tile canvases stalled the page when it was shown (BENCHMARKS.md).
+    const painter = document.createElement("canvas");
     this.grid.replaceChildren(
       ...tiles.map((tile, i) => {
         const figure = el("figure", "filter-tile");
         figure.dataset.tile = i;
-        const canvas = el("canvas", "pixelated");
-        canvas.setAttribute("aria-hidden", "true");
-        paintTile(canvas, tile, limit);
-        figure.append(canvas, el("figcaption", "", tile.label));
+        const image = el("img", "pixelated");
+        image.alt = "";
+        paintTile(painter, tile, limit);
+        image.src = painter.toDataURL();
+        figure.append(image, el("figcaption", "", tile.label));
         return figure;
       }),
     );
@@ -231,13 +235,13 @@ export class FilterView {
 
   hoverAt(event) {
     const figure = event.target.closest?.(".filter-tile");
-    const canvas = figure?.querySelector("canvas");
-    if (!canvas || !this.shown || event.target !== canvas) {
+    const picture = figure?.querySelector("img");
+    if (!picture || !this.shown || event.target !== picture) {
       this.say(null);
       return;
     }
     const tile = this.shown.tiles[Number(figure.dataset.tile)];
-    const rect = canvas.getBoundingClientRect();
+    const rect = picture.getBoundingClientRect();
     const col = Math.floor(((event.clientX - rect.left) / rect.width) * tile.width);
     const row = Math.floor(((event.clientY - rect.top) / rect.height) * tile.height);
     if (row < 0 || col < 0 || row >= tile.height || col >= tile.width) return;

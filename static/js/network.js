@@ -9,6 +9,7 @@ import { el, shapeText } from "./dom.js";
 import { kindColor, kindFamily } from "./kinds.js";
 
 const PAD = 8;
+const TALLEST_AT_LEAST = 60; // px: the tallest box at the smallest scale
 
 export class NetworkRow {
   constructor(list, { onSelect }) {
@@ -79,12 +80,15 @@ export class NetworkRow {
     const widthAt = (scale) =>
       boxes.reduce((sum, b, i) => sum + cellWidth(b, i, scale) + border, gap * (boxes.length - 1) + 1);
 
-    const lines = Math.max(1, Math.ceil(widthAt(0.5) / available));
+    const tallest = Math.max(...boxes.map((b) => boxGeometry(b.shape, 1)).map((g) => g.fh + g.oy));
+    // The smallest scale: 0.35, or less where a box would be taller than TALLEST_AT_LEAST
+    // (a 224x224 input's is 275 px at scale 1: three lines of 90 px boxes filled the screen).
+    const floor = Math.min(0.35, TALLEST_AT_LEAST / tallest);
+    const lines = Math.max(1, Math.ceil(widthAt((0.5 * floor) / 0.35) / available));
     row.classList.toggle("wrapped", lines > 1);
     const fits = (scale) => widthAt(scale) <= available * lines * (lines > 1 ? 0.92 : 1);
-    const tallest = Math.max(...boxes.map((b) => boxGeometry(b.shape, 1)).map((g) => g.fh + g.oy));
     const maxHeight = (window.innerHeight * (presenter ? 0.16 : 0.14)) / lines;
-    let lo = 0.35;
+    let lo = floor;
     let hi = Math.max(lo, Math.min(presenter ? 2.2 : 1.6, maxHeight / tallest));
     for (let step = 0; step < 20; step++) {
       const mid = (lo + hi) / 2;

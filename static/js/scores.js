@@ -20,6 +20,18 @@ export function drawInputViews(run) {
 
 const percent = (p, digits = 1) => `${(100 * p).toFixed(digits)}%`;
 
+/** Every class in its order, up to this many; past it (an imported 1000-class model) the
+ * most likely SHOWN_CLASSES, most likely first: a thousand bars read as none. */
+export const ALL_CLASSES_UP_TO = 20;
+export const SHOWN_CLASSES = 10;
+
+/** The class indices whose bars are shown, in the order shown. */
+export function shownClasses(probabilities) {
+  const order = probabilities.map((_, i) => i);
+  if (order.length <= ALL_CLASSES_UP_TO) return order;
+  return order.sort((a, b) => probabilities[b] - probabilities[a] || a - b).slice(0, SHOWN_CLASSES);
+}
+
 /** A labelled bar per class, the top class named; `classes` before any run. */
 export function drawScores(run, classes) {
   const bars = $("score-bars");
@@ -40,16 +52,20 @@ export function drawScores(run, classes) {
     el("strong", "prediction-class", top.class ?? classes[top.index]),
     el("span", "prediction-prob", percent(top.probability ?? probabilities[top.index])),
   );
+  const shown = shownClasses(probabilities);
   note.textContent =
+    (shown.length < probabilities.length ? `The ${shown.length} most likely of ${classes.length} classes. ` : "") +
     `The network can only choose among its ${classes.length} classes: ` +
     "a picture of anything else still gets one of them, often with a low score.";
   prediction.title = run.trained ? "" : "The model's weights are random (not trained yet): this is a guess.";
   // Ten one-character names (digits) read as well in two columns, in half the height.
   bars.classList.toggle("two-columns", classes.every((name) => String(name).length <= 2));
-  bars.style.setProperty("--score-rows", Math.ceil(probabilities.length / 2));
+  bars.style.setProperty("--score-rows", Math.ceil(shown.length / 2));
   bars.replaceChildren(
-    ...probabilities.map((p, i) => {
+    ...shown.map((i) => {
+      const p = probabilities[i];
       const item = el("li", i === top.index ? "score top" : "score");
+      item.dataset.class = i;
       const bar = el("span", "score-bar");
       const fill = el("span", "score-fill");
       fill.style.setProperty("width", percent(p, 2));

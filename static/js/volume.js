@@ -91,6 +91,36 @@ export function sliceCanvas(volume, d, palette, canvas) {
   });
 }
 
+/** The largest side of a slice's small picture (a tile, a plane of the 3D view). */
+export const THUMB_SIDE = 96;
+
+/** [height, width] of slice h x w drawn at most `side` pixels a side, in its proportions. */
+export function thumbSize(h, w, side = THUMB_SIDE) {
+  const k = Math.min(1, side / Math.max(h, w));
+  return [Math.max(1, Math.round(h * k)), Math.max(1, Math.round(w * k))];
+}
+
+/** Which source row (or column) each of `n` thumb pixels shows, of `size`: the nearest. */
+export function sampleIndex(size, n) {
+  return Int32Array.from({ length: n }, (_, i) => Math.min(size - 1, Math.floor(((i + 0.5) * size) / n)));
+}
+
+/** Slice d at most THUMB_SIDE pixels a side (nearest neighbour), into `canvas` (resized). */
+export function thumbCanvas(volume, d, palette, canvas) {
+  const [h, w] = volume.shape;
+  const [th, tw] = thumbSize(h, w);
+  if (th === h && tw === w) return sliceCanvas(volume, d, palette, canvas);
+  const rows = sampleIndex(h, th);
+  const cols = sampleIndex(w, tw);
+  const offset = d * h * w;
+  return paint(canvasOf(tw, th, canvas), tw, th, (pixels) => {
+    for (let y = 0; y < th; y++) {
+      const from = offset + rows[y] * w;
+      for (let x = 0; x < tw; x++) pixels[y * tw + x] = palette[volume.data[from + cols[x]]];
+    }
+  });
+}
+
 /**
  * The three visible faces of a volume seen from the front, above and right:
  * front = slice 0 (W x H), top = row 0 across depth (W x D, depth downwards),

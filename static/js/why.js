@@ -132,7 +132,7 @@ export class WhyView {
     const pick = (event) => {
       const item = event.target.closest?.(".score");
       if (!item || !this.run?.scores) return;
-      this.explain([...bars.children].indexOf(item));
+      this.explain(Number(item.dataset.class));
       $("why").scrollIntoView({ block: "nearest" });
     };
     bars.addEventListener("click", pick);
@@ -182,7 +182,8 @@ export class WhyView {
   markBars() {
     const bars = $("score-bars");
     bars.setAttribute("role", "listbox");
-    for (const [i, item] of [...bars.children].entries()) {
+    for (const item of bars.children) {
+      const i = Number(item.dataset.class);
       item.tabIndex = 0;
       item.setAttribute("role", "option");
       item.setAttribute("aria-selected", String(i === this.target));

@@ -166,7 +166,13 @@ def expected_parts(layer, before: np.ndarray, body: dict) -> None:
             assert body["count"] == sum(map(sum, body["counted"]))
             assert value == pytest.approx(sum(numbers) / body["count"], rel=1e-9, abs=1e-9)
     elif kind == "gap":
-        assert value == pytest.approx(float(before[:, :, depth].astype(float).mean()), rel=1e-9)
+        channel = [float(before[r, c, depth]) for r in range(h) for c in range(w)]
+        assert body["count"] == h * w and body["input"]["rows"] == [0, h]
+        assert body["sum"] == pytest.approx(math.fsum(channel), rel=1e-9, abs=1e-9)
+        assert value == body["mean"] == pytest.approx(math.fsum(channel) / (h * w), rel=1e-9)
+        (r0, r1), (c0, c1) = body["window_rows"], body["window_cols"]
+        assert (r0, r1, c0, c1) == (0, min(h, 12), 0, min(w, 12))
+        assert body["window"] == [[at(r, c, depth, None) for c in range(c1)] for r in range(r1)]
     elif kind == "batchnorm":
         x = float(before[row, col, depth])
         std = math.sqrt(float(p["running_var"][depth]) + layer.eps)
@@ -224,3 +230,36 @@ async def test_every_kind_of_an_imported_model_explains_its_neurons(client):
         "conv2d", "batchnorm", "leakyrelu", "maxpool", "gap", "logsoftmax",
         "sigmoid", "avgpool", "tanh", "flatten", "maxpool past the edge",
     }  # fmt: skip
+
+
+async def test_a_gap_neuron_of_a_224x224_model_sends_a_corner_and_the_exact_sum(tmp_path: Path):
+    """The page shows at most 12 x 12 numbers: the answer is those, the sum and the count
+    of all 50,176, not the whole channel."""
+    graph = Graph((1, 1, 224, 224), seed=13)
+    graph.conv(2, 3, pads=1).op("GlobalAveragePool").op("Flatten").gemm(2).op("Softmax", axis=1)
+    source = tmp_path / "wide.onnx"
+    source.write_bytes(graph.bytes())
+    models_dir = tmp_path / "models"
+    assert main(["import", str(source), "--id", "wide", "--models-dir", str(models_dir)]) == 0
+    app = create_app(Settings(runs_dir=tmp_path / "runs", models_dir=models_dir))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            files = {"image": ("p.png", encode(photo(300, 260), "PNG"), "image/png")}
+            response = await client.post("/api/models/wide/forward", files=files)
+            run = json.loads(response.text.splitlines()[0])["id"]
+            layers = f"/api/runs/{run}/layers"
+            conv = np.load(io.BytesIO((await client.get(f"{layers}/0.npy")).content))
+            pooled = np.load(io.BytesIO((await client.get(f"{layers}/1.npy")).content))
+            answer = await client.get(f"{layers}/1/neurons/0/0/1")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert len(answer.content) < 8_000  # was the whole channel: 50,176 numbers, about 1 MB
+    channel = [float(conv[r, c, 1]) for r in range(224) for c in range(224)]
+    assert body["kind"] == "gap" and body["count"] == 50176 and body["agrees"] is True
+    assert body["sum"] == pytest.approx(math.fsum(channel), rel=1e-9, abs=1e-9)
+    assert body["mean"] == body["recomputed"] == pytest.approx(math.fsum(channel) / 50176, rel=1e-9)
+    assert body["value"] == float(pooled[0, 0, 1])
+    assert body["input"]["rows"] == [0, 224] and body["input"]["cols"] == [0, 224]
+    assert body["window_rows"] == [0, 12] and body["window_cols"] == [0, 12]
+    assert body["window"] == [[float(conv[r, c, 1]) for c in range(12)] for r in range(12)]

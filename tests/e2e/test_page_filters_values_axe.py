@@ -31,7 +31,7 @@ def weights(viewer: Viewer, model: str, index: int) -> np.ndarray:
 
 
 def hover_cell(viewer: Viewer, tile: int, row: int, col: int, size: tuple[int, int]) -> None:
-    canvas = viewer.page.locator("#filters-grid .filter-tile canvas").nth(tile)
+    canvas = viewer.page.locator("#filters-grid .filter-tile img").nth(tile)
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
     kh, kw = size

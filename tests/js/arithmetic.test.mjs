@@ -130,9 +130,25 @@ test("an average pool says its divisor and why it is not the window's size", () 
   assert.match(shown.notes[0][0], /divisor is 4, not 9: 5 places .* only the input's own numbers count/);
   const all = describeNeuron({ ...body, count: 9, count_include_pad: true, recomputed: 10 / 9 });
   assert.match(all.notes[0][0], /all 9 places .*padding, as 0, counts too/);
-  const gap = describeNeuron(base("gap", { window: Array(20).fill(Array(20).fill(1)), count: 400, sum: 400, recomputed: 1 }));
-  assert.equal(gap.grid, null); // 20x20 numbers are a picture, not a table
-  assert.match(gap.formula[0], /all 400 numbers/);
+});
+
+test("a global average pool shows the corner the server sent and the sum of the whole channel", () => {
+  const input = { layer: 3, name: "relu2", shape: [224, 224, 64], rows: [0, 224], cols: [0, 224] };
+  const window = Array.from({ length: 12 }, (_, r) => Array.from({ length: 12 }, (_, c) => r - c));
+  const body = { ...base("gap", { window, count: 50176, sum: 25088, mean: 0.5, recomputed: 0.5 }), position: [0, 0, 7], input };
+  const shown = describeNeuron(body, { inputName: "relu2" });
+  assert.deepEqual(numbers(shown.formula), [25088, 0.5]);
+  assert.match(shown.formula[0], /all 50176 numbers/);
+  assert.equal(shown.grid.values, window);
+  assert.equal(shown.grid.caption, "rows 0–11, cols 0–11 of the 224×224 slice 7 of relu2");
+  assert.deepEqual(shown.slice, { depth: 7, rows: [0, 224], cols: [0, 224] }); // all of it is summed
+  assert.match(shown.notes[1][0], /first 12×12 numbers are shown; the sum is of all 50176/);
+  // A channel small enough to send whole is captioned as the whole.
+  const small = { ...input, shape: [5, 5, 6], rows: [0, 5], cols: [0, 5] };
+  const five = Array(5).fill(Array(5).fill(1));
+  const whole = describeNeuron({ ...body, window: five, count: 25, sum: 25, input: small }, { inputName: "pool1" });
+  assert.equal(whole.grid.caption, "5×5 of pool1, depth 7");
+  assert.equal(whole.notes.length, 1);
 });
 
 test("batchnorm, the squashing kinds and flatten put their numbers in the formula", () => {

@@ -83,6 +83,9 @@ test("a run reads the server's lines and says what each one changed", () => {
   assert.deepEqual(run.receive({ type: "scores", probabilities: [0.25, 0.75] }), { boxes: [], scores: true });
   run.finish();
   assert.match(progressText(run, MODEL.layers), /^2 layers in \d+ ms$/);
+  // The server's time, when its scores line says it: the page's is the lines' arrival.
+  run.scores.elapsed_ms = 312.4;
+  assert.equal(progressText(run, MODEL.layers), "2 layers in 312 ms");
   run.error = "refused";
   assert.equal(progressText(run, MODEL.layers), "Stopped: see the message");
 });

@@ -169,8 +169,24 @@ def test_gap_is_the_mean_of_the_whole_channel():
     check_within_bound(layer, before, every(layer.output_shape))
     parts = arithmetic.neuron(layer, before, 0, 0, 4)
     assert parts["rows"] == [0, 13] and parts["cols"] == [0, 11] and parts["count"] == 143
-    total = sum(float(before[r, c, 4]) for r in range(13) for c in range(11))
-    assert parts["sum"] == pytest.approx(total, rel=1e-12) and parts["window"].shape == (13, 11)
+    total = math.fsum(float(before[r, c, 4]) for r in range(13) for c in range(11))
+    assert parts["sum"] == pytest.approx(total, rel=1e-12)
+    assert parts["mean"] == parts["value"] == pytest.approx(total / 143, rel=1e-12)
+    # Only the first 12 x 12 numbers are given; 11 columns are all of them.
+    assert parts["window_rows"] == [0, 12] and parts["window_cols"] == [0, 11]
+    corner = [[float(before[r, c, 4]) for c in range(11)] for r in range(12)]
+    assert parts["window"].tolist() == corner
+
+
+def test_gap_of_a_224x224_channel_gives_its_corner_and_the_exact_sum():
+    rng = np.random.default_rng(15)
+    before = rng.standard_normal((224, 224, 3)).astype(np.float32)
+    parts = arithmetic.neuron(GlobalAvgPool("g", before.shape), before, 0, 0, 2)
+    total = math.fsum(float(before[r, c, 2]) for r in range(224) for c in range(224))
+    assert parts["count"] == 50176 and parts["sum"] == pytest.approx(total, rel=1e-12, abs=1e-9)
+    assert parts["mean"] == pytest.approx(total / 50176, rel=1e-12, abs=1e-12)
+    assert parts["window"].shape == (12, 12) and parts["window"][11, 11] == before[11, 11, 2]
+    assert abs(parts["value"] - float(before[:, :, 2].mean())) <= parts["tolerance"]
 
 
 def test_batchnorm_is_gamma_times_the_normalised_input_plus_beta():
