@@ -4,6 +4,8 @@
  * TextDecoder), so the page can draw each layer the moment the server sends it.
  */
 
+import { decodePredicted } from "./predict.js";
+
 export { errorFrom };
 
 export class ApiError extends Error {
@@ -130,12 +132,21 @@ export function decodeSplit(text, count) {
   return bytes;
 }
 
-/** A stream line as the page uses it: a "uint8-split" layer's data and the run's input
- * become their bytes. */
-export function decodeLine(message) {
+/** A stream line as the page uses it: a "uint8-split" or "uint8-predicted" layer's data
+ * (the latter from `previous`, the layer line before it, already decoded) and the run's
+ * input become their bytes. */
+export function decodeLine(message, previous) {
   if (message.type === "layer" && message.encoding === "uint8-split") {
     const [h, w, d] = message.shape;
     return { ...message, encoding: "uint8", data: decodeSplit(message.data, h * w * d) };
+  }
+  if (message.type === "layer" && message.encoding === "uint8-predicted") {
+    try {
+      return { ...message, encoding: "uint8", data: decodePredicted(message, previous) };
+    } catch (error) {
+      if (error instanceof RangeError) throw new ApiError(error.message);
+      throw error;
+    }
   }
   if (message.type === "run" && typeof message.input?.data === "string") {
     return { ...message, input: { ...message.input, data: decodeBase64(message.input.data) } };
@@ -145,13 +156,15 @@ export function decodeLine(message) {
 
 /**
  * NDJSON text, in pieces as it arrives, to onMessage(message) per line (decoded by
- * decodeLine); an "error" line throws its sentence. A line's pieces are joined once, when
- * its newline comes, so a 4 MB line is neither rescanned nor copied per piece.
+ * decodeLine, each layer line with the one before it); an "error" line throws its
+ * sentence. A line's pieces are joined once, when its newline comes, so a 4 MB line is
+ * neither rescanned nor copied per piece.
  */
 export class LineReader {
   constructor(onMessage) {
     this.onMessage = onMessage;
     this.pieces = [];
+    this.previousLayer = undefined;
   }
 
   push(text) {
@@ -173,14 +186,16 @@ export class LineReader {
     const line = this.pieces.length === 1 ? this.pieces[0] : this.pieces.join("");
     this.pieces = [];
     if (!line.trim()) return;
-    const message = decodeLine(JSON.parse(line));
+    const message = decodeLine(JSON.parse(line), this.previousLayer);
     if (message.type === "error") throw new ApiError(message.detail || "The run failed.");
+    if (message.type === "layer") this.previousLayer = message;
     this.onMessage(message);
   }
 }
 
-/** What the page asks the stream routes for: the split volumes, which gzip to half. */
-const STREAM_QUERY = "?encoding=uint8-split";
+/** What the page asks the stream routes for: the split volumes, with ReLU and pool layers
+ * as their difference from the layer before (a cifar10 run 125-130 KB gzip'd). */
+const STREAM_QUERY = "?encoding=uint8-predicted";
 const unreachable = () => new ApiError("The server cannot be reached. Is it still running?");
 const replaced = () => new DOMException("The run was replaced.", "AbortError");
 

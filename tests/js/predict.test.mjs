@@ -44,3 +44,18 @@ test("the server's own encoding", { skip: !process.env.PREDICTED_FIXTURE }, () =
     previous = { ...line, data: decoded };
   });
 });
+
+test("the page's line reader decodes a predicted stream in order", { skip: !process.env.PREDICTED_FIXTURE }, async () => {
+  const { LineReader } = await import("../../static/js/api.js");
+  const { lines, bytes } = JSON.parse(readFileSync(process.env.PREDICTED_FIXTURE, "utf8"));
+  const seen = [];
+  const reader = new LineReader((message) => seen.push(message));
+  const text = lines.map((line) => JSON.stringify(line)).join("\n") + "\n";
+  for (let i = 0; i < text.length; i += 997) reader.push(text.slice(i, i + 997)); // any pieces
+  reader.end();
+  assert.equal(seen.length, lines.length);
+  seen.forEach((message, i) => {
+    assert.equal(message.encoding, "uint8");
+    assert.deepEqual(Array.from(message.data), bytes[i], `line ${i}`);
+  });
+});
