@@ -188,7 +188,9 @@ export class LineReader {
     if (!line.trim()) return;
     const message = decodeLine(JSON.parse(line), this.previousLayer);
     if (message.type === "error") throw new ApiError(message.detail || "The run failed.");
-    if (message.type === "layer") this.previousLayer = message;
+    // The next line may be predicted from this one's bytes; a copy of them, since the
+    // stream worker hands the line's own buffer over to the page (transferred, not copied).
+    if (message.type === "layer") this.previousLayer = { ...message, data: message.data.slice() };
     this.onMessage(message);
   }
 }

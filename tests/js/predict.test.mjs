@@ -49,7 +49,12 @@ test("the page's line reader decodes a predicted stream in order", { skip: !proc
   const { LineReader } = await import("../../static/js/api.js");
   const { lines, bytes } = JSON.parse(readFileSync(process.env.PREDICTED_FIXTURE, "utf8"));
   const seen = [];
-  const reader = new LineReader((message) => seen.push(message));
+  // As the stream worker does: each line's bytes are handed over (transferred), which
+  // leaves the reader's own view of them empty.
+  const reader = new LineReader((message) => {
+    seen.push({ ...message, data: Uint8Array.from(message.data) });
+    if (message.data instanceof Uint8Array) structuredClone(message.data.buffer, { transfer: [message.data.buffer] });
+  });
   const text = lines.map((line) => JSON.stringify(line)).join("\n") + "\n";
   for (let i = 0; i < text.length; i += 997) reader.push(text.slice(i, i + 997)); // any pieces
   reader.end();
