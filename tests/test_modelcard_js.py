@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# split.test.mjs needs the server's own encoding as its fixture: tests/api/test_wire.py runs it.
+# split.test.mjs and predict.test.mjs need the server's own encoding as their fixture:
+# tests/api/test_wire.py runs them.
 JS_TESTS = sorted(
     path
     for path in (Path(__file__).parent / "js").glob("*.test.mjs")
-    if path.name != "split.test.mjs"
+    if path.name not in ("split.test.mjs", "predict.test.mjs")
 )
 
 
