@@ -260,12 +260,28 @@ def test_a_reload_restores_model_sample_layer_and_slice(viewer: Viewer) -> None:
     expect(page.locator("#detail-title")).to_contain_text("pool1")
 
 
+def steady_box(page: Page, selector: str) -> dict:
+    """The element scrolled into view and its box once it stops moving: on a phone, pictures
+    still loading above the pad (the channel view's) push it down after the tab is shown."""
+    element = page.locator(selector)
+    element.scroll_into_view_if_needed()
+    box = element.bounding_box()
+    for _ in range(50):
+        page.wait_for_timeout(100)
+        element.scroll_into_view_if_needed()
+        again = element.bounding_box()
+        if again == box:
+            return box
+        box = again
+    return box
+
+
 def draw_a_seven(page: Page) -> None:
     """Draw a "7" on the pad with the mouse: the top bar, then the diagonal."""
     page.locator("#tab-draw").click()
-    box = page.locator("#draw-pad").bounding_box()
     strokes = [((0.25, 0.2), (0.75, 0.2)), ((0.75, 0.2), (0.4, 0.85))]
     for (x0, y0), (x1, y1) in strokes:
+        box = steady_box(page, "#draw-pad")
         page.mouse.move(box["x"] + x0 * box["width"], box["y"] + y0 * box["height"])
         page.mouse.down()
         for step in range(1, 11):
