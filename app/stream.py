@@ -273,19 +273,6 @@ class LayerLines:
         return "uint8-split", split(q), {}
 
 
-def layer_line(
-    index: int,
-    name: str,
-    kind: str,
-    volume: np.ndarray,
-    elapsed_ms: float,
-    layer_stats: dict[str, float] | None = None,
-    encoding: str = "uint8",
-) -> bytes:
-    """One layer's line on its own ("uint8-predicted" needs the line before: LayerLines)."""
-    return LayerLines(encoding)(index, name, kind, volume, elapsed_ms, layer_stats)
-
-
 def scores_line(record: RunRecord, elapsed_ms: float) -> bytes:
     """The last line: the record's probabilities and top classes."""
     return dumps(

@@ -143,7 +143,7 @@ async def test_streamed_volumes_match_the_json_endpoint(client: httpx.AsyncClien
 
 async def test_constant_volume_is_all_zero_bytes() -> None:
     volume = np.full((2, 2, 3), 1.5, np.float32)
-    line = json.loads(stream.layer_line(0, "x", "conv", volume, 0.0))
+    line = json.loads(stream.LayerLines()(0, "x", "conv", volume, 0.0))
     assert set(base64.b64decode(line["data"])) == {0}
     assert np.array_equal(stream.dequantize(line), volume)
 

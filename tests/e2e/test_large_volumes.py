@@ -7,9 +7,6 @@ time a thread waits for a core. Before the stream was read on a worker and the t
 a few at a time, this test failed (BENCHMARKS.md, "Importing your own model").
 """
 
-import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +14,9 @@ from playwright.sync_api import expect
 
 from app.cli import main
 from benchmarks.import_speed import TRACE_CATEGORIES, main_thread_cpu
+
+# viewer: a real server over this module's models_dir, and a page on it (fixtures).
+from tests.e2e.test_imported_viewer import viewer  # noqa: F401
 from tests.e2e.test_viewer import TIMEOUT_MS, Viewer, tile_pixels, viewer_on  # noqa: F401
 from tests.onnx_graphs import Graph
 
@@ -41,18 +41,7 @@ def models_dir(tmp_path_factory) -> Path:
     return directory
 
 
-@pytest.fixture
-def viewer(viewer_on, run_server, models_dir: Path, tmp_path: Path) -> Iterator[Viewer]:  # noqa: F811
-    env = {
-        **os.environ,
-        "CONVSCOPE_MODELS_DIR": str(models_dir),
-        "CONVSCOPE_RUNS_DIR": str(tmp_path / "runs"),
-    }
-    with run_server([sys.executable, "-m", "app", "serve"], env=env) as base_url:
-        yield viewer_on(base_url)
-
-
-def test_a_224x224_run_draws_without_a_long_task(viewer: Viewer, browser) -> None:
+def test_a_224x224_run_draws_without_a_long_task(viewer: Viewer, browser) -> None:  # noqa: F811
     # An imported model has no dataset patches: the channel view's request for them is a 404.
     viewer.allowed_problems.append("Failed to load resource")
     viewer.open("?model=wide&layer=0")
