@@ -168,6 +168,15 @@ class Keep(NamedTuple):
     store: RunStore
     volumes: RunVolumes
 
+    def save(self, record: RunRecord, pixels: np.ndarray, volumes: list[np.ndarray]) -> None:
+        """The run, so that any worker can serve its layers; a run too large for this
+        worker's memory is stored whole."""
+        if self.volumes.too_large(volumes):
+            self.store.save(record.id, record.dump(), pixels, volumes)
+        else:
+            self.volumes.keep(record.id, volumes)
+            self.store.save(record.id, record.dump(), pixels)
+
 
 def _produce(
     served: ServedModel,
@@ -192,11 +201,7 @@ def _produce(
         emit(wire(lines(index, layer.name, layer.kind, volume, elapsed, numbers)))
     inference.add_scores(record, *inference.scores(net, volumes[-1]))
     # Kept before the last line, so a client holding the scores can fetch any layer.
-    if keep.volumes.too_large(volumes):
-        keep.store.save(record.id, record.dump(), pixels, volumes)
-    else:
-        keep.volumes.keep(record.id, volumes)
-        keep.store.save(record.id, record.dump(), pixels)
+    keep.save(record, pixels, volumes)
     emit(wire(stream.scores_line(record, (time.perf_counter() - started) * 1000)) + wire.end())
 
 
