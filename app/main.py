@@ -23,6 +23,7 @@ from app.api import (
     session_pages,
     sessions,
 )
+from app.compute_pool import ComputePool
 from app.debug import WorkerPidHeader
 from app.decode_pool import DecodePool
 from app.gate import ForwardGate
@@ -77,6 +78,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.upload_budget = UploadBudget(
             settings.max_concurrent_uploads, settings.upload_buffer_bytes
         )
+        app.state.compute_pool = ComputePool(
+            gate.threads if settings.compute_processes is None else settings.compute_processes,
+            settings.models,
+            settings.models_dir,
+            runs=None
+            if settings.redis_url
+            else {
+                "dir": str(settings.runs_dir),
+                "max_runs": settings.run_cache_runs,
+                "max_bytes": settings.run_cache_bytes,
+                "ttl_seconds": settings.run_ttl_seconds,
+            },
+        )
+        app.state.compute_pool.adopt(app.state.registry, app.state.run_volumes.too_large_for)
         app.state.decode_pool = DecodePool(
             settings.decode_workers or gate.threads,
             settings.decode_seconds,
@@ -94,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with threadpool_limits(1, user_api="blas"):
                 yield
         finally:
+            await app.state.compute_pool.close()
             app.state.forward_gate.close()
             await app.state.sessions.close()
             app.state.decode_pool.close()

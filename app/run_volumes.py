@@ -20,6 +20,7 @@ a slow forward each time.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from typing import Annotated
@@ -28,7 +29,7 @@ import numpy as np
 from fastapi import Depends, Request
 
 from app import inference
-from app.registry import Registry, UnknownModel
+from app.registry import Registry, ServedModel, UnknownModel
 from app.runs import RunNotFound, StoredRun
 
 # How long a request waits for another one already recomputing the same run.
@@ -56,6 +57,12 @@ class RunVolumes:
     def too_large(self, volumes: list[np.ndarray]) -> bool:
         """Whether a run's volumes should be stored with it rather than held here."""
         return sum(volume.nbytes for volume in volumes) * 4 > self.max_bytes
+
+    def too_large_for(self, served: ServedModel) -> bool:
+        """Whether every run of this model is too large to be held here (`too_large`)."""
+        net = served.network
+        count = sum(math.prod(layer.output_shape) for layer in net.layers)
+        return count * net.dtype.itemsize * 4 > self.max_bytes
 
     def keep(self, run_id: str, volumes: list[np.ndarray]) -> None:
         """Hold a run's volumes (they are not copied: nobody may change them), evicting the

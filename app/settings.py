@@ -115,6 +115,12 @@ class Settings(BaseSettings):
     decode_memory_bytes: PositiveInt = Field(
         512 * MB, description="Memory one decoding worker may take beyond its start (413)."
     )
+    compute_processes: int | None = Field(
+        None,
+        ge=0,
+        description="Processes that compute forward runs beside this one (one per core by "
+        "default); 0 computes them on this process's own threads.",
+    )
     decode_workers: int = Field(
         0, ge=0, description="Decoding worker processes; 0 means one per core."
     )

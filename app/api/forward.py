@@ -4,6 +4,7 @@ app/stream.py)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -14,11 +15,12 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
-from app import imaging, inference, stream
+from app import imaging, producer, stream
 from app.api.models import served_model
+from app.compute_pool import CHUNK, FAILED, RECORD, ComputePool, ComputeProcessDied
 from app.decode_pool import DecodePool
 from app.errors import error
-from app.gate import Emit, ForwardGate, ForwardGateDep, GatedStreamingResponse, Place
+from app.gate import ForwardGate, ForwardGateDep, GatedStreamingResponse, Place
 from app.record import RunInput, RunRecord
 from app.registry import RegistryDep, ServedModel
 from app.run_volumes import RunVolumes
@@ -127,11 +129,24 @@ async def forward(
         place.release()
         raise
     record = new_record(served, pixels)
-    wire = stream.compressor(request.headers.get("accept-encoding"))
+    accept_encoding = request.headers.get("accept-encoding")
+    wire = stream.compressor(accept_encoding)
     keep = Keep(store, request.app.state.run_volumes)
+    pool: ComputePool = request.app.state.compute_pool
+    if pool.serves(served):
+        job = {
+            "model": served.id,
+            "record": record.dump(),
+            "accept_encoding": accept_encoding,
+            "encoding": encoding,
+            "run_line": stream.run_line(record, len(served.network.layers), pixels).decode(),
+        }
+        lines = _run_in_child(pool, job, pixels, keep, gate, started, place, wire)
+    else:
+        lines = _run(served, pixels, record, keep, gate, started, place, encoding, wire)
     return GatedStreamingResponse(
         place,
-        _run(served, pixels, record, keep, gate, started, place, encoding, wire),
+        lines,
         media_type=stream.MEDIA_TYPE,
         headers={"X-Run-Id": record.id, "Cache-Control": "no-store", **wire.headers},
     )
@@ -178,33 +193,6 @@ class Keep(NamedTuple):
             self.store.save(record.id, record.dump(), pixels)
 
 
-def _produce(
-    served: ServedModel,
-    pixels: np.ndarray,
-    record: RunRecord,
-    keep: Keep,
-    started: float,
-    encoding: str,
-    wire: stream.Gzip | stream.Plain,
-    emit: Emit,
-) -> None:
-    """Compute the layers, emitting each one's line (compressed for the wire) as soon as it
-    is ready; then save the run and emit the scores. Runs on a compute thread."""
-    net = served.network
-    volumes = []
-    lines = stream.LayerLines(encoding)
-    for layer, volume, numbers in inference.layers(net, pixels):
-        inference.add_layer(record, layer, volume, numbers)
-        volumes.append(volume)
-        elapsed = (time.perf_counter() - started) * 1000
-        index = len(volumes) - 1
-        emit(wire(lines(index, layer.name, layer.kind, volume, elapsed, numbers)))
-    inference.add_scores(record, *inference.scores(net, volumes[-1]))
-    # Kept before the last line, so a client holding the scores can fetch any layer.
-    keep.save(record, pixels, volumes)
-    emit(wire(stream.scores_line(record, (time.perf_counter() - started) * 1000)) + wire.end())
-
-
 async def _run(
     served: ServedModel,
     pixels: np.ndarray,
@@ -222,12 +210,43 @@ async def _run(
     after the producer has stopped."""
     try:
         yield wire(stream.run_line(record, len(served.network.layers), pixels))
-        produce = partial(_produce, served, pixels, record, keep, started, encoding, wire)
+        produce = partial(producer.produce, served, pixels, record, keep, started, encoding, wire)
         async for chunk in gate.stream(produce):
             yield chunk
     except Exception:
         log.exception("run %s on %s failed", record.id, served.id)
-        detail = "The server could not finish this run; please upload the image again."
-        yield wire(stream.error_line(detail)) + wire.end()
+        yield wire(stream.error_line(producer.FAILED_DETAIL)) + wire.end()
+    finally:
+        place.release()
+
+
+async def _run_in_child(
+    pool: ComputePool,
+    job: dict,
+    pixels: np.ndarray,
+    keep: Keep,
+    gate: ForwardGate,
+    started: float,
+    place: Place,
+    wire: stream.Gzip | stream.Plain,
+) -> AsyncIterator[bytes]:
+    """The NDJSON lines of one run computed by a compute process (app/compute_pool.py),
+    already compressed there with `wire`'s settings; this side keeps the run when its
+    record arrives, before the scores line goes out."""
+    run_id = job["record"]["id"]
+    try:
+        job["elapsed_ms"] = (time.perf_counter() - started) * 1000
+        async for kind, payload in pool.run(job, pixels):
+            if kind == RECORD:
+                await gate.run(keep.store.save, run_id, json.loads(payload), pixels)
+            elif kind == FAILED:
+                log.error("run %s on %s failed:\n%s", run_id, job["model"], payload.decode())
+            elif kind == CHUNK:
+                yield payload
+    except ComputeProcessDied as error:
+        # The gzip stream was the child's: only a plain stream can still say what happened.
+        log.error("run %s on %s: its compute process died (%s)", run_id, job["model"], error)
+        if isinstance(wire, stream.Plain):
+            yield stream.error_line(producer.FAILED_DETAIL)
     finally:
         place.release()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 
 import model
 from app.main import create_app
@@ -41,11 +42,17 @@ async def npy(client: httpx.AsyncClient, run_id: str, index: int) -> np.ndarray:
     return np.load(io.BytesIO(response.content))
 
 
-async def test_another_worker_recomputes_every_layer_bit_for_bit(settings: Settings) -> None:
+@pytest.mark.parametrize("processes", [0, 1])
+async def test_another_worker_recomputes_every_layer_bit_for_bit(
+    settings: Settings, processes: int
+) -> None:
+    settings = settings.model_copy(update={"compute_processes": processes})
     async with worker(settings) as (first, client):
         run_id, lines = await make_run(client)
         computed = [await npy(client, run_id, i) for i in range(len(lines) - 2)]
-        assert first.state.run_volumes.recomputed == 0  # served from memory
+        # Computed on this worker's threads: served from its memory; by a compute process
+        # (app/compute_pool.py): recomputed here once, as any other worker would.
+        assert first.state.run_volumes.recomputed == processes
     file = settings.runs_dir / f"{run_id}.run"
     assert file.stat().st_size < 20_000  # record and input only: no volumes on disk
     async with worker(settings) as (second, client):
