@@ -64,15 +64,20 @@ def dumps(message: dict[str, Any]) -> bytes:
 
 
 def quantize(volume: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """(H, W, D) float -> (D, H, W) uint8, C order, on the lo..hi range; zeros when hi == lo."""
+    """(H, W, D) float -> (D, H, W) uint8, C order, on the lo..hi range, which must be the
+    volume's own min and max; zeros when hi == lo."""
     if not hi > lo:
         return np.zeros(volume.shape[2:] + volume.shape[:2], np.uint8)
-    # (v - lo) * k + 0.5, clipped, in one float buffer in the volume's own order; only the
-    # bytes are transposed, a quarter of the memory traffic of transposing the floats.
+    # (v - lo) * k + 0.5 in one float buffer in the volume's own order; only the bytes are
+    # transposed, a quarter of the memory traffic of transposing the floats. With lo and hi
+    # the volume's own min and max the sums lie in [0.5, 255.5 + a rounding error], which
+    # the cast truncates to 0..255: no clipping pass for float32 volumes (a float64 one is
+    # rounded to float32 first, which can widen a tiny range: that one is clipped).
     scaled = np.subtract(volume, np.float32(lo), dtype=np.float32)
     scaled *= np.float32(255 / (hi - lo))
     scaled += np.float32(0.5)
-    np.clip(scaled, 0, 255, out=scaled)
+    if volume.dtype != np.float32:
+        np.clip(scaled, 0, 255, out=scaled)
     return np.ascontiguousarray(scaled.astype(np.uint8).transpose(2, 0, 1))
 
 

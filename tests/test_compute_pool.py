@@ -194,3 +194,25 @@ def test_which_models_go_to_the_children(tmp_path: Path) -> None:
     none = ComputePool(0, ("cifar10",), tmp_path)
     none.adopt(registry)
     assert not none.serves(registry.get("cifar10"))
+
+
+@pytest.mark.parametrize("how", ["children cannot start", "children hold other weights"])
+async def test_a_run_no_child_can_take_is_computed_on_the_servers_threads(
+    tmp_path: Path, how: str
+) -> None:
+    async with served(tmp_path, 1) as (app, client):
+        pool = app.state.compute_pool
+        if how == "children cannot start":
+            pool.config["models"] = ["no-such-model"]
+        else:
+            network, _ = pool._networks["cifar10"]
+            pool._networks["cifar10"] = (network, "0" * 64)
+        response = await client.post(URL, files={"image": ("a.png", png())})
+        assert response.status_code == 200
+        lines = [json.loads(line) for line in response.content.splitlines()]
+        assert [line["type"] for line in lines][-1] == "scores"
+        assert len(lines) == lines[0]["layer_count"] + 2
+        # Kept in this worker's memory, as a run computed on its threads is.
+        run_id = response.headers["x-run-id"]
+        assert (await client.get(f"/api/runs/{run_id}/layers/2.json")).status_code == 200
+        assert app.state.run_volumes.recomputed == 0

@@ -8,6 +8,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Literal, NamedTuple
 
@@ -128,27 +129,25 @@ async def forward(
     except BaseException:
         place.release()
         raise
-    record = new_record(served, pixels)
     accept_encoding = request.headers.get("accept-encoding")
-    wire = stream.compressor(accept_encoding)
-    keep = Keep(store, request.app.state.run_volumes)
+    run = Run(
+        served,
+        pixels,
+        new_record(served, pixels),
+        Keep(store, request.app.state.run_volumes),
+        gate,
+        place,
+        started,
+        encoding,
+        accept_encoding,
+        stream.compressor(accept_encoding),
+    )
     pool: ComputePool = request.app.state.compute_pool
-    if pool.serves(served):
-        job = {
-            "model": served.id,
-            "record": record.dump(),
-            "accept_encoding": accept_encoding,
-            "encoding": encoding,
-            "run_line": stream.run_line(record, len(served.network.layers), pixels).decode(),
-        }
-        lines = _run_in_child(pool, job, pixels, keep, gate, started, place, wire)
-    else:
-        lines = _run(served, pixels, record, keep, gate, started, place, encoding, wire)
     return GatedStreamingResponse(
         place,
-        lines,
+        _run_in_child(pool, run) if pool.serves(served) else _run(run),
         media_type=stream.MEDIA_TYPE,
-        headers={"X-Run-Id": record.id, "Cache-Control": "no-store", **wire.headers},
+        headers={"X-Run-Id": run.record.id, "Cache-Control": "no-store", **run.wire.headers},
     )
 
 
@@ -193,60 +192,80 @@ class Keep(NamedTuple):
             self.store.save(record.id, record.dump(), pixels)
 
 
-async def _run(
-    served: ServedModel,
-    pixels: np.ndarray,
-    record: RunRecord,
-    keep: Keep,
-    gate: ForwardGate,
-    started: float,
-    place: Place,
-    encoding: str,
-    wire: stream.Gzip | stream.Plain,
-) -> AsyncIterator[bytes]:
-    """The NDJSON lines of one run. Holds a place at the gate until it ends, however it
-    ends (finished, failed, or the client went away). The compressor `wire` is used by one
-    thread at a time: here for the run line, then by the producer, then here again only
-    after the producer has stopped."""
+@dataclass
+class Run:
+    """One admitted run: what it computes, where it is kept, how its lines travel."""
+
+    served: ServedModel
+    pixels: np.ndarray
+    record: RunRecord
+    keep: Keep
+    gate: ForwardGate
+    place: Place
+    started: float  # time.perf_counter() when its upload had arrived
+    encoding: str
+    accept_encoding: str | None
+    wire: stream.Gzip | stream.Plain
+
+
+async def _run(run: Run) -> AsyncIterator[bytes]:
+    """The NDJSON lines of one run, computed on the gate's threads. Holds a place at the
+    gate until it ends, however it ends (finished, failed, or the client went away). The
+    compressor `run.wire` is used by one thread at a time: here for the run line, then by
+    the producer, then here again only after the producer has stopped."""
+    served, record, wire = run.served, run.record, run.wire
     try:
-        yield wire(stream.run_line(record, len(served.network.layers), pixels))
-        produce = partial(producer.produce, served, pixels, record, keep, started, encoding, wire)
-        async for chunk in gate.stream(produce):
+        yield wire(stream.run_line(record, len(served.network.layers), run.pixels))
+        produce = partial(
+            producer.produce,
+            served,
+            run.pixels,
+            record,
+            run.keep,
+            run.started,
+            run.encoding,
+            wire,
+        )
+        async for chunk in run.gate.stream(produce):
             yield chunk
     except Exception:
         log.exception("run %s on %s failed", record.id, served.id)
         yield wire(stream.error_line(producer.FAILED_DETAIL)) + wire.end()
     finally:
-        place.release()
+        run.place.release()
 
 
-async def _run_in_child(
-    pool: ComputePool,
-    job: dict,
-    pixels: np.ndarray,
-    keep: Keep,
-    gate: ForwardGate,
-    started: float,
-    place: Place,
-    wire: stream.Gzip | stream.Plain,
-) -> AsyncIterator[bytes]:
+async def _run_in_child(pool: ComputePool, run: Run) -> AsyncIterator[bytes]:
     """The NDJSON lines of one run computed by a compute process (app/compute_pool.py),
-    already compressed there with `wire`'s settings; this side keeps the run when its
-    record arrives, before the scores line goes out."""
-    run_id = job["record"]["id"]
+    compressed there as `run.wire` would; this side keeps the run when its record arrives,
+    before the scores line goes out. A run no child could start is computed on the
+    gate's threads instead."""
+    record, pixels = run.record, run.pixels
+    job = {
+        "model": run.served.id,
+        "record": record.dump(),
+        "accept_encoding": run.accept_encoding,
+        "encoding": run.encoding,
+        "run_line": stream.run_line(record, len(run.served.network.layers), pixels).decode(),
+        "elapsed_ms": (time.perf_counter() - run.started) * 1000,
+    }
+    sent = False
     try:
-        job["elapsed_ms"] = (time.perf_counter() - started) * 1000
         async for kind, payload in pool.run(job, pixels):
-            if kind == RECORD:
-                await gate.run(keep.store.save, run_id, json.loads(payload), pixels)
-            elif kind == FAILED:
-                log.error("run %s on %s failed:\n%s", run_id, job["model"], payload.decode())
-            elif kind == CHUNK:
+            if kind == CHUNK:
+                sent = True
                 yield payload
+            elif kind == RECORD:
+                await run.gate.run(run.keep.store.save, record.id, json.loads(payload), pixels)
+            elif kind == FAILED:
+                log.error("run %s on %s failed:\n%s", record.id, run.served.id, payload.decode())
     except ComputeProcessDied as error:
-        # The gzip stream was the child's: only a plain stream can still say what happened.
-        log.error("run %s on %s: its compute process died (%s)", run_id, job["model"], error)
-        if isinstance(wire, stream.Plain):
+        log.error("run %s on %s: its compute process failed (%s)", record.id, run.served.id, error)
+        if not sent:
+            async for chunk in _run(run):
+                yield chunk
+        elif isinstance(run.wire, stream.Plain):
+            # A gzip stream was the child's: only a plain one can still say what happened.
             yield stream.error_line(producer.FAILED_DETAIL)
     finally:
-        place.release()
+        run.place.release()
