@@ -1,7 +1,7 @@
 """Uploads decoded in worker processes that have a deadline and a memory cap.
 
     pool = DecodePool(workers=2, seconds=4, memory_bytes=512 * MB)
-    pixels = pool.prepare(data, (32, 32, 3), digits=False, max_pixels=..., max_aspect=...)
+    pixels = await pool.prepare(data, (32, 32, 3), digits=False, max_pixels=..., max_aspect=...)
     pool.close()
 
 Everything app/imaging.py bounds from an image's header, a decoder can still outrun: a
@@ -25,14 +25,15 @@ a process that has just parsed hostile bytes. They start on the first upload.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import queue
 import signal
 import socket
+import struct
 import subprocess
 import sys
-import threading
+from collections import deque
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -49,21 +50,21 @@ MAX_REPLY = 1 << 24
 
 
 class DecodePool:
-    """`workers` decoding processes, shared by the threads that call `prepare`."""
+    """`workers` decoding processes, shared by the event loop's uploads: `prepare` awaits
+    a free worker and its answer without a thread of its own (a thread hop per upload cost
+    the server's event loop half a millisecond: BENCHMARKS.md, "The server path")."""
 
     def __init__(self, workers: int, seconds: float, memory_bytes: int):
         self.workers = workers
         self.seconds = seconds
         self.memory_bytes = memory_bytes
-        self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
-        for _ in range(workers):
-            self._idle.put(None)  # started when first needed
-        self._lock = threading.Lock()
+        self._idle: list[_Worker | None] = [None] * workers  # started when first needed
+        self._waiting: deque[asyncio.Future[_Worker | None]] = deque()
         self._live: set[_Worker] = set()
         self._closed = False
         self.killed = 0  # workers stopped at the deadline (for tests and benchmarks)
 
-    def prepare(
+    async def prepare(
         self,
         data: bytes,
         shape: tuple[int, int, int],
@@ -79,47 +80,66 @@ class DecodePool:
             "max_pixels": max_pixels,
             "max_aspect": max_aspect,
         }
-        worker = self._idle.get()
+        worker = await self._take()
         try:
             if worker is None or not worker.alive():
                 worker = self._start()
-            return worker.call(job, data, self)
+            return await worker.call(job, data, self)
         finally:
             if worker is not None and not worker.alive():
                 self._forget(worker)
                 worker = None
-            self._idle.put(worker)
+            self._give(worker)
+
+    async def _take(self) -> _Worker | None:
+        if self._idle:
+            return self._idle.pop()
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # handed a worker as it was cancelled
+                self._give(waiter.result())
+            raise
+
+    def _give(self, worker: _Worker | None) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(worker)
+                return
+        self._idle.append(worker)
 
     def _start(self) -> _Worker:
         if self._closed:
             raise ImageError(503, "The server is shutting down; please try again shortly.")
         worker = _Worker(self.memory_bytes)
-        with self._lock:
-            self._live.add(worker)
+        self._live.add(worker)
         return worker
 
     def _forget(self, worker: _Worker) -> None:
         worker.stop()
-        with self._lock:
-            self._live.discard(worker)
+        self._live.discard(worker)
 
     def pids(self) -> list[int]:
-        with self._lock:
-            return [worker.process.pid for worker in self._live if worker.alive()]
+        return [worker.process.pid for worker in self._live if worker.alive()]
 
     def close(self) -> None:
         self._closed = True
-        with self._lock:
-            workers, self._live = list(self._live), set()
+        workers, self._live = list(self._live), set()
         for worker in workers:
             worker.stop()
 
 
 class _Worker:
+    """One decoding process and the server's end of its socket (multiprocessing's
+    Connection framing: a 4-byte big-endian length, then the bytes)."""
+
     def __init__(self, memory_bytes: int):
         package_root = str(Path(__file__).resolve().parent.parent)
         path = os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])])
-        ours, theirs = socket.socketpair()
+        self._socket, theirs = socket.socketpair()
         env = {
             **os.environ,
             "PYTHONPATH": path,
@@ -142,37 +162,43 @@ class _Worker:
             stdin=subprocess.DEVNULL,
         )
         theirs.close()
-        self.connection = Connection(ours.detach())
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
         self.ready = False
         self.dead = False
 
     def alive(self) -> bool:
         return not self.dead and self.process.poll() is None
 
-    def call(self, job: dict[str, Any], data: bytes, pool: DecodePool) -> np.ndarray:
+    async def call(self, job: dict[str, Any], data: bytes, pool: DecodePool) -> np.ndarray:
+        answered = False
         try:
             if not self.ready:
-                if not self.connection.poll(START_SECONDS):
-                    raise OSError("the decoding worker did not start")
-                self.connection.recv_bytes(64)
+                self._reader, self._writer = await asyncio.open_unix_connection(sock=self._socket)
+                await asyncio.wait_for(self._receive(64), START_SECONDS)
                 self.ready = True
-            self.connection.send_bytes(json.dumps(job).encode())
-            self.connection.send_bytes(data)
-            if not self.connection.poll(pool.seconds):
+            await self._send(json.dumps(job).encode(), data)
+            try:
+                reply_bytes = await asyncio.wait_for(self._receive(MAX_REPLY), pool.seconds)
+            except TimeoutError:
                 pool.killed += 1
                 self.stop()
                 raise ImageError(
                     422,
                     f"Decoding this image took more than {pool.seconds:g} seconds, so it was "
                     "stopped; please send a smaller or simpler image.",
-                )
-            reply = json.loads(self.connection.recv_bytes(MAX_REPLY))
-            pixels = self.connection.recv_bytes(MAX_REPLY) if reply["ok"] else b""
-        except (EOFError, OSError, ValueError, KeyError):
+                ) from None
+            reply = json.loads(reply_bytes)
+            pixels = await self._receive(MAX_REPLY) if reply["ok"] else b""
+            answered = True
+        except (EOFError, OSError, ValueError, KeyError, asyncio.IncompleteReadError):
             self.stop()
             raise ImageError(
                 422, "The image could not be decoded: its decoder stopped on it."
             ) from None
+        finally:
+            if not answered:  # cancelled or failed midway: its answer would confuse the next
+                self.stop()
         if reply.get("retire"):
             self.stop()
         if not reply["ok"]:
@@ -180,14 +206,26 @@ class _Worker:
         shape = tuple(job["shape"])
         return np.frombuffer(pixels, np.uint8).reshape(shape).copy()
 
+    async def _send(self, *messages: bytes) -> None:
+        for message in messages:
+            self._writer.write(struct.pack("!i", len(message)))
+            self._writer.write(message)
+        await self._writer.drain()
+
+    async def _receive(self, max_length: int) -> bytes:
+        (length,) = struct.unpack("!i", await self._reader.readexactly(4))
+        if not 0 <= length <= max_length:
+            raise ValueError(f"a message of {length} bytes")
+        return await self._reader.readexactly(length)
+
     def stop(self) -> None:
         if self.dead:
             return
         self.dead = True
-        try:
-            self.connection.close()
-        except OSError:
-            pass
+        if self._writer is not None:
+            self._writer.close()
+        else:
+            self._socket.close()
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()

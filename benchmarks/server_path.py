@@ -17,6 +17,7 @@ spends recomputing its volumes, once, when one of its layers is asked for.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import tempfile
 import time
 import uuid
@@ -56,6 +57,7 @@ def main() -> None:
     computed = list(inference.layers(net, pixels))
     volumes = [volume for _, volume, _ in computed]
     pool = DecodePool(1, 10, 512 << 20)
+    loop = asyncio.new_event_loop()  # the pool's hop is asyncio, as on the server's loop
     with tempfile.TemporaryDirectory(prefix="convscope-path-") as folder:
         store = RunStore(folder, max_runs=64, max_bytes=256 << 20, ttl_seconds=3600)
 
@@ -83,7 +85,7 @@ def main() -> None:
             ),
             (
                 "the hop to the decoding worker (this side)",
-                lambda: pool.prepare(image, net.input_shape, **limits),
+                lambda: loop.run_until_complete(pool.prepare(image, net.input_shape, **limits)),
             ),
             ("layers with their statistics", lambda: list(inference.layers(net, pixels))),
             ("the record", record),
@@ -108,6 +110,7 @@ def main() -> None:
             cpu_ms(recompute, args.repeats),
         )
     pool.close()
+    loop.close()
     forward = (results[0][1] + results[-1][1]) / 2
     print("| piece | CPU ms per run | x forward |")
     print("| --- | --- | --- |")

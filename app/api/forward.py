@@ -26,7 +26,7 @@ from app.record import RunInput, RunRecord
 from app.registry import RegistryDep, ServedModel
 from app.run_volumes import RunVolumes
 from app.runs import RunStore, RunStoreDep, new_run_id
-from app.settings import Settings, SettingsDep
+from app.settings import SettingsDep
 from app.store_check import refuse_if_unusable
 from app.upload import read_file_field
 
@@ -122,7 +122,13 @@ async def forward(
     try:
         decoder: DecodePool = request.app.state.decode_pool
         try:
-            pixels = await gate.run(_prepare, decoder, data, served, settings)
+            pixels = await decoder.prepare(
+                data,
+                served.network.input_shape,
+                digits=served.digits,
+                max_pixels=settings.max_pixels,
+                max_aspect=settings.max_aspect_ratio,
+            )
         except imaging.ImageError as error:
             raise HTTPException(error.status, error.detail) from None
         del data
@@ -160,18 +166,6 @@ def new_record(served: ServedModel, pixels: np.ndarray) -> RunRecord:
         created=time.time(),
         classes=served.network.classes,
         input=RunInput(shape=list(pixels.shape)),
-    )
-
-
-def _prepare(
-    decoder: DecodePool, data: bytes, served: ServedModel, settings: Settings
-) -> np.ndarray:
-    return decoder.prepare(
-        data,
-        served.network.input_shape,
-        digits=served.digits,
-        max_pixels=settings.max_pixels,
-        max_aspect=settings.max_aspect_ratio,
     )
 
 
