@@ -15,11 +15,12 @@ compressed for the wire, the moment it is ready; the server's event loop only mo
     await pool.close()
 
 Children are plain `python -P -m app.compute_pool FD` processes (as app/decode_pool.py's),
-started when first needed. Each loads the same models as the server (`models`, then the
-imported ones in `models_dir`) and says the sha256 of each one's weights; a model whose
-network the server no longer holds as loaded (replaced, or weights that differ) is computed
-on the server's own threads instead, as is one whose volumes are too large to be recomputed
-cheaply (those runs are stored whole, which needs the volumes in the server).
+all started at the first run (about 60 MB and half a second of CPU each). Each loads the
+same models as the server (`models`, then the imported ones in `models_dir`) and says the
+sha256 of each one's weights; a model whose network the server no longer holds as loaded
+(replaced, or weights that differ) is computed on the server's own threads instead, as is
+one whose volumes are too large to be recomputed cheaply (those runs are stored whole,
+which needs the volumes in the server), and any run no child could be started for.
 
 A child computes one run at a time. Frames on the socket pair, both ways: 4 bytes of
 length (little-endian), a kind byte, the payload.
@@ -48,7 +49,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,7 @@ class ComputePool:
         self._waiting: list[asyncio.Future[_Child]] = []
         self._children: set[_Child] = set()
         self._closed = False
+        self._tasks: set[asyncio.Task] = set()
         self.started = 0  # children started so far (for tests and benchmarks)
 
     def adopt(self, registry: Registry, too_large: Any = None) -> None:
@@ -139,7 +141,7 @@ class ComputePool:
             if finished:
                 self._release(child)
             else:  # the reader went away mid-run: the child is still sending
-                asyncio.get_running_loop().create_task(self._drain(child))
+                self._spawn(self._drain(child))
 
     async def _drain(self, child: _Child) -> None:
         try:
@@ -158,9 +160,11 @@ class ComputePool:
                 return child
             self._forget(child)
         if len(self._children) < self.processes:
-            child = _Child()
-            self._children.add(child)
-            self.started += 1
+            child = self._new_child()
+            # The others start beside it, so that the pool's memory is taken at its first
+            # use, not bit by bit under load.
+            while len(self._children) < self.processes:
+                self._spawn(self._start_spare(self._new_child()))
             try:
                 await child.start(self.config)
             except BaseException:
@@ -180,15 +184,33 @@ class ComputePool:
             if waiter.done():  # its run was cancelled while it waited
                 continue
             if child is None:  # a waiter takes the dead child's slot
-                child = _Child()
-                self._children.add(child)
-                self.started += 1
-                asyncio.get_running_loop().create_task(self._hand_new(child, waiter))
+                child = self._new_child()
+                self._spawn(self._hand_new(child, waiter))
             else:
                 waiter.set_result(child)
             return
         if child is not None:
             self._idle.append(child)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """A background task, held until it ends (the loop keeps only a weak reference)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _new_child(self) -> _Child:
+        child = _Child()
+        self._children.add(child)
+        self.started += 1
+        return child
+
+    async def _start_spare(self, child: _Child) -> None:
+        try:
+            await child.start(self.config)
+        except Exception:
+            self._forget(child)
+            return
+        self._release(child)
 
     async def _hand_new(self, child: _Child, waiter: asyncio.Future[_Child]) -> None:
         try:

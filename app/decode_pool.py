@@ -58,7 +58,7 @@ class DecodePool:
         self.workers = workers
         self.seconds = seconds
         self.memory_bytes = memory_bytes
-        self._idle: list[_Worker | None] = [None] * workers  # started when first needed
+        self._idle: deque[_Worker | None] = deque([None] * workers)  # started when needed
         self._waiting: deque[asyncio.Future[_Worker | None]] = deque()
         self._live: set[_Worker] = set()
         self._closed = False
@@ -93,7 +93,9 @@ class DecodePool:
 
     async def _take(self) -> _Worker | None:
         if self._idle:
-            return self._idle.pop()
+            # The longest idle first: every worker starts within the first uploads, so the
+            # pool's memory is taken at its first use, not bit by bit under load.
+            return self._idle.popleft()
         waiter = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
         try:

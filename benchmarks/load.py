@@ -61,9 +61,9 @@ SAMPLES = REPO / "static" / "samples"
 MAX_CLIENTS = 256
 MAX_SECONDS = 3600
 GROWTH_LIMIT_MB = 50
-# Uploads made before the warm-up to fill each worker's memory of the newest runs' volumes
-# (CONVSCOPE_RUN_VOLUME_MEMORY_BYTES, 64 MB: about 65 cifar10 runs), a bounded cache whose
-# filling is not growth.
+# Uploads made (and their first layers fetched) before the warm-up to fill each worker's
+# memory of the newest runs' volumes (CONVSCOPE_RUN_VOLUME_MEMORY_BYTES, 64 MB: about 65
+# cifar10 runs), a bounded cache whose filling is not growth.
 VOLUME_MEMORY_RUNS = 80
 HOSTILE_SHARE = 0.25  # with --hostile, one upload in four is a corpus case
 REFETCH_EVERY = 5  # one run in five is followed by a layer PNG fetched again
@@ -363,13 +363,17 @@ def warm_up(base: str, uploads: list[Upload], bad: list[Upload], clients: int) -
     return run_clients(base, uploads, bad, clients, WARM_UP_SECONDS, orders)
 
 
-def fill_cache(base: str, uploads: list[Upload], runs: int) -> int:
+def fill_cache(base: str, uploads: list[Upload], runs: int, fetch: bool = False) -> int:
+    """`runs` uploads, one after another; with `fetch`, each run's first layer is fetched
+    too, so that a worker holds its volumes (one a compute process made is recomputed)."""
     photos = [u for u in uploads if u.expected == frozenset({200, 503})]
     made = 0
     with httpx.Client(timeout=120) as client:
         for i in range(runs):
-            status, *_ = one_upload(client, base, photos[i % len(photos)])
+            status, _, run_id, _ = one_upload(client, base, photos[i % len(photos)])
             made += status == 200
+            if fetch and status == 200:
+                client.get(f"{base}/api/runs/{run_id}/layers/0.json")
     return made
 
 
@@ -429,7 +433,7 @@ def main() -> int:
                 made = fill_cache(base, uploads, args.cache_runs + 8)
                 print(f"run cache filled: {made} runs made (the cache keeps {args.cache_runs})")
             cifar10 = [u for u in uploads if u.model == "cifar10"]
-            fill_cache(base, cifar10, VOLUME_MEMORY_RUNS * max(1, args.workers))
+            fill_cache(base, cifar10, VOLUME_MEMORY_RUNS * max(1, args.workers), fetch=True)
             before_warm_up = sum(memory_kb(p, "VmRSS") for p in family(pid)) if pid else 0
             warm = warm_up(base, uploads, bad, args.clients)
             monitor = MemoryMonitor(pid) if pid else None
