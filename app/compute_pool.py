@@ -110,10 +110,12 @@ class ComputePool:
         ComputeProcessDied if its child dies first. A run whose reader stops early is read
         to its end in the background before its child computes another."""
         child = await self._acquire()
+        if child.hashes.get(job["model"]) != self._networks[job["model"]][1]:
+            self._release(child)
+            del self._networks[job["model"]]  # its runs stay on the server's threads
+            raise ComputeProcessDied(f"the compute processes have other weights: {job['model']}")
         finished = False
         try:
-            if child.hashes.get(job["model"]) != self._networks[job["model"]][1]:
-                raise ComputeProcessDied(f"the compute process has other weights: {job['model']}")
             child.send(JOB, json.dumps(job).encode())
             child.send(PIXELS, np.ascontiguousarray(pixels, np.uint8).tobytes())
             while not finished:
@@ -173,7 +175,12 @@ class ComputePool:
             return child
         waiter = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
-        return await waiter
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # handed a child as it was cancelled
+                self._release(waiter.result())
+            raise
 
     def _release(self, child: _Child) -> None:
         if not child.alive():

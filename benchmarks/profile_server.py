@@ -41,6 +41,8 @@ PIECES = [
     ("saving the run", ["(app/runs.py"]),
     ("the record (pydantic)", ["(app/record.py", "add_layer", "add_scores", "(pydantic"]),
     ("thread hops (gate)", ["(app/gate.py"]),
+    # Last of the app's pieces: every frame of a compute process is under its _serve.
+    ("compute processes: frames, sockets", ["(app/compute_pool.py"]),
     ("HTTP: uvicorn, starlette, FastAPI", ["(uvicorn", "(starlette", "(fastapi", "(httptools"]),
     ("event loop (asyncio)", ["(asyncio", "(selectors"]),
 ]
@@ -56,6 +58,7 @@ WAIT_LEAVES = (
     "Connection._recv (multiprocessing/connection.py)",
     "Connection._poll (multiprocessing/connection.py)",
     "select (selectors.py)",
+    "SocketIO.readinto (socket.py)",  # a compute process waiting for its next run
 )
 # uvloop runs the loop in C: its socket writes, reads and epoll waits all end here.
 LOOP = "event loop in C (uvloop: sockets, epoll)"

@@ -216,3 +216,6 @@ async def test_a_run_no_child_can_take_is_computed_on_the_servers_threads(
         run_id = response.headers["x-run-id"]
         assert (await client.get(f"/api/runs/{run_id}/layers/2.json")).status_code == 200
         assert app.state.run_volumes.recomputed == 0
+        if how == "children hold other weights":  # the children live on, unused for it
+            assert not pool.serves(app.state.registry.get("cifar10"))
+            assert len(pool.pids()) == pool.processes
