@@ -39,7 +39,9 @@ def _no_imported_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(runs_dir=tmp_path / "runs", models_dir=tmp_path / "models")
+    # One compute process, not one per core: forwards take the same path (app/compute_pool.py)
+    # and each app starts one process instead of two.
+    return Settings(runs_dir=tmp_path / "runs", models_dir=tmp_path / "models", compute_processes=1)
 
 
 @pytest.fixture
