@@ -17,7 +17,7 @@ the channel but shows nothing. Instead, as in Lucid:
 
 Every channel climbs its own mean, relu and pool channels included: climbing the conv
 channel before them instead would also push up the negative values their ReLU discards,
-which for conv2 of cifar10 costs most of the activation (BENCHMARKS.md). A ReLU off at
+which cost cifar10's relu2 and pool1 most of their activation (BENCHMARKS.md). A ReLU off at
 every position passes no gradient (near the grey start); such a step follows the gradient
 of that conv channel (`fallback_layer`) instead.
 The activation reported is always that of the requested layer, on the final image rounded
