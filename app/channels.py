@@ -10,11 +10,11 @@ channels_dir defaults to the folder of the shipped weights. A visualisation live
 <weights sha256, first 16 digits>/<settings key>/, one JSON file per channel and a PNG strip
 of its frames side by side (the last frame is the image), so new weights or other settings
 never meet an old picture. The JSON names its strip ("strip"; absent in entries written
-before: then <name>.png) and lists the steps of the frames the strip holds: a relu or pool
-channel, climbed through the conv channel before it, shares that channel's strip in the
-same folder, and `convscope visualize --frames N` keeps only a few frames of each ascent,
-so the precomputed pictures stay small. An index made for other weights is not served but
-reported stale, with the command that rebuilds it.
+before: then <name>.png; in those of the first recipe a relu or pool channel names its conv
+channel's) and lists the steps of the frames the strip holds: `convscope visualize
+--frames N` keeps only a few frames of each ascent, so the precomputed pictures stay small.
+An index made for other weights is not served but reported stale, with the command that
+rebuilds it.
 
 Files are written under a temporary name and renamed, so a reader sees a whole entry or
 none; two requests for the same missing picture may both compute it (the same bytes).
@@ -37,7 +37,6 @@ from app import render
 from app.registry import ServedModel
 from model.channels import INDEXED_KINDS, VisSettings, Visualization, visualize, weights_sha256
 from model.channels.files import read_index, read_sprite
-from model.channels.visualize import climbed_layer, measured_at
 from model.weights import SHIPPED_DIR
 
 SPRITES_KEPT = 6  # decoded sprite sheets held in memory (cifar10's largest is 4.5 MB)
@@ -271,30 +270,13 @@ class ChannelViews:
         keep_frames: int | None = None,
     ) -> tuple[dict[str, Any], Path]:
         """Compute and store one visualisation (runs on a compute thread); keep_frames
-        thins the frames stored (`Visualization.thinned`). A relu or pool channel whose conv
-        channel is stored already is measured on that one's frames instead of climbing
-        again, and shares its strip when both are in the same folder."""
-        net = served.network
+        thins the frames stored (`Visualization.thinned`)."""
         folder, name = self._relative(served, index, channel, settings)
         target = (root or self.cache_dir / served.id) / folder
-        climbed = climbed_layer(net, index)
-        found = None
-        if climbed != index:
-            roots = [root] if root else self._roots(served)
-            found = self.find_visualization(served, climbed, channel, settings, roots)
-        strip = None
-        if found is None:
-            result = visualize(net, index, channel, settings, on_frame)
-            if keep_frames:
-                result = result.thinned(keep_frames)
-        else:
-            meta, source = found
-            result = measured_at(net, index, stored_visualization(meta, source, settings))
-            for k, step in enumerate(result.frame_steps if on_frame else ()):
-                on_frame(step, result.frames[k], result.frame_activations[k])
-            if source.parent == target:
-                strip = source.name
-        meta = write_visualization(target, name, result, self.weights_sha256(served), strip)
+        result = visualize(served.network, index, channel, settings, on_frame)
+        if keep_frames:
+            result = result.thinned(keep_frames)
+        meta = write_visualization(target, name, result, self.weights_sha256(served))
         return meta, target / meta["strip"]
 
     @staticmethod
@@ -315,35 +297,14 @@ def read_frames(strip: Path, count: int) -> np.ndarray:
     return pixels.reshape(h, count, width // count, c).transpose(1, 0, 2, 3)
 
 
-def stored_visualization(meta: dict[str, Any], strip: Path, settings: VisSettings) -> Visualization:
-    """The Visualization a stored entry holds (its frames as stored, maybe thinned)."""
-    steps, activations = meta["frames"]["steps"], meta["frames"]["activations"]
-    frames = read_frames(strip, len(steps))
-    return Visualization(
-        meta["layer"],
-        meta["channel"],
-        settings,
-        frames[-1],
-        meta["activation"],
-        meta["start_activation"],
-        frames,
-        list(steps),
-        list(activations),
-    )
-
-
 def write_visualization(
-    folder: Path, name: str, result: Visualization, weights_hash: str, strip: str | None = None
+    folder: Path, name: str, result: Visualization, weights_hash: str
 ) -> dict[str, Any]:
-    """<name>.json and, unless `strip` names one in this folder with the same frames,
-    <name>.png (the frames side by side, the image last)."""
+    """<name>.json and <name>.png (the frames side by side, the image last)."""
     folder.mkdir(parents=True, exist_ok=True)
-    if strip is None:
-        strip = f"{name}.png"
-        pixels = np.concatenate(list(result.frames), axis=1)
-        _replace(
-            folder / strip, render.encode_png(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
-        )
+    strip = f"{name}.png"
+    pixels = np.concatenate(list(result.frames), axis=1)
+    _replace(folder / strip, render.encode_png(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels))
     meta = {
         "layer": result.layer,
         "channel": result.channel,

@@ -15,10 +15,11 @@ the channel but shows nothing. Instead, as in Lucid:
   ranges are Lucid's scaled down from 224 pixels;
 - Adam climbs the channel's mean activation over its positions.
 
-Channels of relu and pool layers are climbed through the channel of the conv layer before
-them (the same filter, before the ReLU): a ReLU that is off everywhere passes no gradient.
-So such a channel's frames are its conv channel's, and `measured_at` makes its result from
-that one without climbing again.
+Every channel climbs its own mean, relu and pool channels included: climbing the conv
+channel before them instead would also push up the negative values their ReLU discards,
+which cost cifar10's relu2 and pool1 most of their activation (BENCHMARKS.md). A ReLU off at
+every position passes no gradient (near the grey start); such a step follows the gradient
+of that conv channel (`fallback_layer`) instead.
 The activation reported is always that of the requested layer, on the final image rounded
 to 8 bits, exactly as it would be if that PNG were fed to the network.
 
@@ -44,6 +45,10 @@ from model.network import Network
 _COLOR_SQRT = np.array([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
 COLOR_MIX = _COLOR_SQRT / np.max(np.linalg.norm(_COLOR_SQRT, axis=0))
 
+# Part of every cache key: raised when the same settings make other pictures. 2: relu and
+# pool channels climb their own mean, no longer their conv channel's.
+RECIPE = 2
+
 
 @dataclass(frozen=True)
 class VisSettings:
@@ -60,7 +65,7 @@ class VisSettings:
     frame_every: int = 8
 
     def key(self) -> str:
-        text = json.dumps(asdict(self), sort_keys=True)
+        text = json.dumps(asdict(self) | {"recipe": RECIPE}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -127,7 +132,7 @@ def visualize(
     target = net.layers[layer]
     if not 0 <= channel < target.output_shape[2]:
         raise ValueError(f"layer {target.name} has no channel {channel}")
-    climb = climbed_layer(net, layer)
+    fallback = fallback_layer(net, layer)
     rng = np.random.default_rng(settings.seed)
     fourier = FourierImage(h, w, c, settings.decay_power)
     params = rng.standard_normal(fourier.shape) * 0.01
@@ -156,7 +161,10 @@ def visualize(
             pixels = _sigmoid(linear)
             warp = Warp.random(h, w, settings, rng)
             x = (warp.forward(pixels, pad) * 255 - mean) / std
-            dx = _channel_gradient(net, climb, channel, x.astype(net.dtype)[None])[0]
+            x = x.astype(net.dtype)[None]
+            dx = _channel_gradient(net, layer, channel, x)[0]
+            if fallback != layer and not dx.any():
+                dx = _channel_gradient(net, fallback, channel, x)[0]
             dpixels = warp.backward(dx.astype(np.float64) * 255 / std)
             dlinear = dpixels * pixels * (1 - pixels)
             grad = fourier.backward(dlinear @ mix)
@@ -176,28 +184,9 @@ def visualize(
     )
 
 
-def measured_at(net: Network, layer: int, result: Visualization) -> Visualization:
-    """The visualisation of `layer`'s channel from that of the channel it is climbed through
-    (`climbed_layer`): the ascent and so the frames are the same; only the activations are
-    measured again, at `layer`."""
-    if climbed_layer(net, layer) != climbed_layer(net, result.layer):
-        raise ValueError(
-            f"layer {net.layers[layer].name} is not climbed through layer {result.layer}"
-        )
-    if result.frame_steps[0] != 0:
-        raise ValueError("the frames do not start at the random start")
-    activations = [_mean_activation(net, layer, result.channel, f) for f in result.frames]
-    return replace(
-        result,
-        layer=layer,
-        activation=activations[-1],
-        start_activation=activations[0],
-        frame_activations=activations,
-    )
-
-
-def climbed_layer(net: Network, layer: int) -> int:
-    """The layer whose channel is climbed: the conv before a relu or pool, else itself."""
+def fallback_layer(net: Network, layer: int) -> int:
+    """The layer whose channel's gradient a step follows where `layer`'s is zero: the conv
+    before a relu or pool, else the layer itself."""
     if net.layers[layer].kind in ("relu", "pool"):
         for i in range(layer, -1, -1):
             if net.layers[i].kind == "conv":

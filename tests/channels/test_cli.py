@@ -57,15 +57,16 @@ def test_index_says_what_is_wrong_with_the_data(tmp_path, capsys) -> None:
     assert "the images are (6, 6, 3), the model reads (8, 8, 3)" in capsys.readouterr().err
 
 
-def test_visualize_keeps_a_few_frames_and_a_relu_shares_its_conv_strip(tmp_path, capsys) -> None:
+def test_visualize_keeps_a_few_frames_and_a_relu_has_its_own_strip(tmp_path, capsys) -> None:
     weights = model.save(tiny_network(dead=False), tmp_path / "tiny")
     common = ["visualize", "--model", "tiny", "--weights", str(weights), "--steps", "32"]
     assert main([*common, "--layers", "0,1", "--frames", "3"]) == 0
     assert "8 of 8 channels made" in capsys.readouterr().out
     folder = next((tmp_path / "tiny.channels" / "visualizations").glob("*/*"))
-    assert sorted(p.name for p in folder.glob("*.png")) == [f"00-00{d}.png" for d in range(4)]
+    expected = [f"0{i}-00{d}.png" for i in (0, 1) for d in range(4)]
+    assert sorted(p.name for p in folder.glob("*.png")) == expected
     for layer in (0, 1):
         meta = json.loads((folder / f"0{layer}-002.json").read_text())
-        assert meta["frames"]["steps"] == [0, 16, 32] and meta["strip"] == "00-002.png"
+        assert meta["frames"]["steps"] == [0, 16, 32] and meta["strip"] == f"0{layer}-002.png"
     assert main([*common, "--frames", "1"]) == 2
     assert "--frames is 0 (all) or at least 2" in capsys.readouterr().err
