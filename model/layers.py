@@ -200,8 +200,7 @@ class Conv(Layer):
         columns or, by Winograd, its transformed tiles."""
         if self._winograd(x.shape[3]):
             filters = winograd.transform_filters(self.params["weight"])
-            out, tiles = winograd.conv3x3_keeping_tiles(x, filters)
-            out += self.params["bias"]
+            out, tiles = winograd.conv3x3_keeping_tiles(x, filters, self.params["bias"])
             return out, (x.shape, None, tiles)
         out, cols = self._forward_im2col(x)
         return out, (x.shape, cols, None)

@@ -20,6 +20,10 @@ def test_conv3x3_matches_the_loop_convolution(n, h, w, c, f):
     out = winograd.conv3x3(x, winograd.transform_filters(weight))
     assert out.shape == (n, h, w, f)
     np.testing.assert_allclose(out, loop_conv(x, weight, np.zeros(f), 1, 1), atol=1e-12)
+    # The bias, added inside the output transform (through one of the 16 products).
+    bias = rng.standard_normal(f)
+    out = winograd.conv3x3(x, winograd.transform_filters(weight), bias)
+    np.testing.assert_allclose(out, loop_conv(x, weight, bias, 1, 1), atol=1e-12)
 
 
 def test_only_3x3_stride_1_padding_1_applies():
@@ -75,8 +79,10 @@ def test_batches_transformed_a_few_images_at_a_time_give_the_same_result(monkeyp
     weight = rng.standard_normal((4, 2, 3, 3))
     dout = rng.standard_normal((3, 5, 6, 4))
     whole = winograd.conv3x3_keeping_tiles(x, winograd.transform_filters(weight))
+    assert len(winograd._chunks(3, 100)) == 1  # the whole batch at once
     whole_dw = winograd.filter_gradient(whole[1], dout)
     monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)  # one image per chunk
+    monkeypatch.setattr(winograd, "CHUNK_ROWS", 1)
     assert len(winograd._chunks(3, 100)) == 3
     out, tiles = winograd.conv3x3_keeping_tiles(x, winograd.transform_filters(weight))
     np.testing.assert_allclose(out, whole[0], atol=1e-12)
