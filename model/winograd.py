@@ -59,26 +59,32 @@ def _input_tiles(x: np.ndarray, tiles: np.ndarray) -> None:
     th, tw = tiles.shape[2:4]
     padded = np.zeros((n, 2 * th + 2, 2 * tw + 2, c), x.dtype)
     padded[:, 1 : h + 1, 1 : w + 1] = x
-    # B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], along rows ...
-    d = [padded[:, a : a + 2 * th : 2] for a in range(4)]
-    rows = (d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3])
-    for i, r in enumerate(rows):
-        # ... then along columns, written straight into tile position (i, j).
-        e = [r[:, :, b : b + 2 * tw : 2] for b in range(4)]
-        np.subtract(e[0], e[2], out=tiles[4 * i])
-        np.add(e[1], e[2], out=tiles[4 * i + 1])
-        np.subtract(e[2], e[1], out=tiles[4 * i + 2])
-        np.subtract(e[1], e[3], out=tiles[4 * i + 3])
+    # B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], along columns
+    # first (reading every other pixel), ...
+    e = [padded[:, :, b : b + 2 * tw : 2] for b in range(4)]
+    columns = (e[0] - e[2], e[1] + e[2], e[2] - e[1], e[1] - e[3])
+    for j, col in enumerate(columns):
+        # ... then along rows, written straight into tile position (i, j): these passes,
+        # 4x as many, read whole rows of `col` (faster than the other way round).
+        d = [col[:, a : a + 2 * th : 2] for a in range(4)]
+        np.subtract(d[0], d[2], out=tiles[j])
+        np.add(d[1], d[2], out=tiles[4 + j])
+        np.subtract(d[2], d[1], out=tiles[8 + j])
+        np.subtract(d[1], d[3], out=tiles[12 + j])
 
 
 def _output_blocks(m: np.ndarray, out: np.ndarray) -> None:
     """A^T m A for every tile: m (16, N * th * tw, F) into out (N, 2 * th, 2 * tw, F)."""
     n, th, tw = out.shape[0], out.shape[1] // 2, out.shape[2] // 2
     p = m.reshape(4, 4, n, th, tw, m.shape[-1])
-    # A^T = [[1, 1, 1, 0], [0, 1, -1, -1]], along rows, then along columns.
+    # A^T = [[1, 1, 1, 0], [0, 1, -1, -1]], along rows, then along columns (the last pass
+    # of each written straight into its pixels).
+    part = np.empty_like(p[0, 0])
     for i, r in enumerate((p[0] + p[1] + p[2], p[1] - p[2] - p[3])):
-        out[:, i::2, 0::2] = r[0] + r[1] + r[2]
-        out[:, i::2, 1::2] = r[1] - r[2] - r[3]
+        np.add(r[0], r[1], out=part)
+        np.add(part, r[2], out=out[:, i::2, 0::2])
+        np.subtract(r[1], r[2], out=part)
+        np.subtract(part, r[3], out=out[:, i::2, 1::2])
 
 
 def _output_gradient_tiles(dout: np.ndarray, th: int, tw: int) -> np.ndarray:
