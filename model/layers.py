@@ -313,14 +313,27 @@ class MaxPool(Layer):
 
     def backward(self, dout: np.ndarray, cache: Any) -> tuple[np.ndarray, Params]:
         x, out = cache
-        dx = np.zeros(x.shape, dtype=dout.dtype)
+        ho, wo, _ = self.output_shape
+        s = self.stride
+        # Windows that neither overlap nor leave inputs out write each input once.
+        tiled = s == self.size and x.shape[1:3] == (ho * s, wo * s)
+        dx = (np.empty if tiled else np.zeros)(x.shape, dtype=dout.dtype)
         # Which input was the max is found again here rather than stored by forward:
         # comparing is cheaper than keeping and scattering an argmax array.
-        unclaimed = np.ones(out.shape, bool)
-        for window_slice in self._offsets():
-            winner = (x[window_slice] == out) & unclaimed
-            dx[window_slice] += dout * winner
-            unclaimed &= ~winner
+        offsets = list(self._offsets())
+        unclaimed = None
+        for index, window_slice in enumerate(offsets):
+            winner = x[window_slice] == out
+            if unclaimed is None:
+                unclaimed = ~winner
+            else:
+                winner &= unclaimed
+                if index < len(offsets) - 1:
+                    unclaimed ^= winner  # winner is part of unclaimed: this removes it
+            if tiled:
+                np.multiply(dout, winner, out=dx[window_slice])
+            else:
+                dx[window_slice] += dout * winner
         return dx, {}
 
     def __repr__(self) -> str:
