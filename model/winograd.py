@@ -134,36 +134,67 @@ def conv3x3_keeping_tiles(
 
 
 def _convolve(x, filters, bias, keep_tiles: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """A few images at a time: transform their tiles, multiply, transform back, so that the
-    tiles and the products are read again from the cache, not from memory."""
     n, h, w, c = x.shape
     f = filters.shape[2]
     th, tw = _tile_counts(x.shape)
     out = np.empty((n, 2 * th, 2 * tw, f), x.dtype)
     kept = np.empty((16, n, th, tw, c), x.dtype) if keep_tiles else None
     for part in _chunks(n, 16 * th * tw * (c + f) * x.itemsize, th * tw):
-        k = len(range(n)[part])
-        tiles = kept[:, part] if keep_tiles else np.empty((16, k, th, tw, c), x.dtype)
-        _input_tiles(x[part], tiles)
-        m = np.matmul(tiles.reshape(16, k * th * tw, c), filters)
-        if bias is not None:
-            # m[1, 1] reaches every output pixel of its tile with weight 1 (A^T's column 1
-            # is all ones): the bias added there is added once to each pixel.
-            m[5] += bias
-        _output_blocks(m, out[part])
+        tiles = kept[:, part] if keep_tiles else None
+        _convolve_chunk(x[part], filters, bias, out[part], tiles)
     return out[:, :h, :w], None if kept is None else kept.reshape(16, n * th * tw, c)
+
+
+def _convolve_chunk(x, filters, bias, out, tiles=None) -> None:
+    """conv3x3 of a few images, written into out (N, 2 * th, 2 * tw, F), and their input tiles
+    into `tiles` (16, N, th, tw, C) if given: transformed, multiplied and transformed back
+    while they are still in the cache."""
+    n, _, _, c = x.shape
+    th, tw = out.shape[1] // 2, out.shape[2] // 2
+    if tiles is None:
+        tiles = np.empty((16, n, th, tw, c), x.dtype)
+    _input_tiles(x, tiles)
+    m = np.matmul(tiles.reshape(16, n * th * tw, c), filters)
+    if bias is not None:
+        # m[1, 1] reaches every output pixel of its tile with weight 1 (A^T's column 1
+        # is all ones): the bias added there is added once to each pixel.
+        m[5] += bias
+    _output_blocks(m, out)
+
+
+def gradients(
+    tiles: np.ndarray, dout: np.ndarray, flipped: np.ndarray | None = None
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """The gradients of conv3x3: of its input if `flipped` is given (transform_filters of
+    its filters turned by 180 degrees, as (C, F, 3, 3)), else None; of its weight
+    (F, C, 3, 3) and of its bias (F,).
+
+    From the forward pass's kept input tiles and the output gradient dout (N, H, W, F), a
+    few images at a time, so that dout is read from memory once: the weight's gradient is
+    16 products (C x tiles) @ (tiles x F), summed over the chunks, then G^T du G back to
+    3x3; the input's gradient is the full convolution of dout with the flipped filters."""
+    n, h, w, f = dout.shape
+    c = tiles.shape[2]
+    th, tw = _tile_counts(dout.shape)
+    products = np.zeros((16, c, f), np.result_type(tiles, dout))
+    bias = np.zeros(f, products.dtype)
+    dx = None if flipped is None else np.empty((n, 2 * th, 2 * tw, c), dout.dtype)
+    per_image = 16 * th * tw * (f if flipped is None else 2 * f + c) * dout.itemsize
+    for part in _chunks(n, per_image, th * tw):
+        rows = slice(part.start * th * tw, min(part.stop, n) * th * tw)
+        gradient_tiles = _output_gradient_tiles(dout[part], th, tw)
+        products += np.matmul(tiles[:, rows].transpose(0, 2, 1), gradient_tiles)
+        # Tile (1, 1) of each 2x2 block is the block's sum (A's column 1 is all ones); a
+        # product with ones, as a sum over the first axis is several times slower.
+        bias += np.ones(rows.stop - rows.start, bias.dtype) @ gradient_tiles[5]
+        if dx is not None:
+            _convolve_chunk(dout[part], flipped, None, dx[part])
+    taps = G_TAPS.T @ products.reshape(16, c * f)  # (9, C * F)
+    dweight = np.ascontiguousarray(taps.reshape(3, 3, c, f).transpose(3, 2, 0, 1))
+    return None if dx is None else dx[:, :h, :w], dweight, bias
 
 
 def filter_gradient(tiles: np.ndarray, dout: np.ndarray) -> np.ndarray:
     """The gradient of conv3x3's weight (F, C, 3, 3), from its kept input tiles and the
-    gradient of its output (N, H, W, F): 16 products (C x tiles) @ (tiles x F), summed
-    over a few images at a time, then G^T du G back to 3x3."""
-    n, c, f = dout.shape[0], tiles.shape[2], dout.shape[3]
-    th, tw = _tile_counts(dout.shape)
-    products = np.zeros((16, c, f), np.result_type(tiles, dout))
-    for part in _chunks(n, 16 * th * tw * f * dout.itemsize, th * tw):
-        rows = slice(part.start * th * tw, min(part.stop, n) * th * tw)
-        gradient_tiles = _output_gradient_tiles(dout[part], th, tw)
-        products += np.matmul(tiles[:, rows].transpose(0, 2, 1), gradient_tiles)
-    taps = G_TAPS.T @ products.reshape(16, c * f)  # (9, C * F)
-    return np.ascontiguousarray(taps.reshape(3, 3, c, f).transpose(3, 2, 0, 1))
+    gradient of its output (N, H, W, F); see gradients."""
+    return gradients(tiles, dout)[1]
