@@ -87,27 +87,34 @@ def _output_blocks(m: np.ndarray, out: np.ndarray) -> None:
         np.subtract(part, r[3], out=out[:, i::2, 1::2])
 
 
+# A's last row is [0, -1]: _output_gradient_tiles leaves that sign out (a pass fewer), and
+# the weight gradient puts it back on the 16 summed products, through G^T.
+A_SIGNS = np.array([1, 1, 1, -1], np.float32)
+G_TAPS_SIGNED = G_TAPS.T * np.kron(A_SIGNS, A_SIGNS)
+
+
 def _output_gradient_tiles(dout: np.ndarray, th: int, tw: int) -> np.ndarray:
-    """A dY A^T for every 2x2 block of dout, the gradient of the products that made it:
-    (N, H, W, F) -> (16, N * th * tw, F). The transpose of _output_blocks."""
+    """A dY A^T for every 2x2 block of dout, the gradient of the products that made it,
+    but for the sign of A's last row (A_SIGNS): (N, H, W, F) -> (16, N * th * tw, F). The
+    transpose of _output_blocks."""
     n, h, w, f = dout.shape
     if (h, w) != (2 * th, 2 * tw):  # odd sizes: the cropped row/column had no gradient
         padded = np.zeros((n, 2 * th, 2 * tw, f), dout.dtype)
         padded[:, :h, :w] = dout
         dout = padded
     tiles = np.empty((4, 4, n, th, tw, f), dout.dtype)
-    # A = [[1, 0], [1, 1], [1, -1], [0, -1]], along rows (for each column j) ...
+    # A = [[1, 0], [1, 1], [1, -1], [0, (-)1]], along rows (for each column j) ...
     rows = []
     for j in range(2):
         y0, y1 = dout[:, 0::2, j::2], dout[:, 1::2, j::2]
-        rows.append((y0, y0 + y1, y0 - y1, -y1))
+        rows.append((y0, y0 + y1, y0 - y1, y1))
     # ... then along columns.
     for a in range(4):
         r0, r1 = rows[0][a], rows[1][a]
         tiles[a, 0] = r0
         np.add(r0, r1, out=tiles[a, 1])
         np.subtract(r0, r1, out=tiles[a, 2])
-        np.negative(r1, out=tiles[a, 3])
+        tiles[a, 3] = r1
     return tiles.reshape(16, n * th * tw, f)
 
 
@@ -189,7 +196,7 @@ def gradients(
         bias += np.ones(rows.stop - rows.start, bias.dtype) @ gradient_tiles[5]
         if dx is not None:
             _convolve_chunk(dout[part], flipped, None, dx[part])
-    taps = G_TAPS.T @ products.reshape(16, c * f)  # (9, C * F)
+    taps = G_TAPS_SIGNED @ products.reshape(16, c * f)  # (9, C * F)
     dweight = np.ascontiguousarray(taps.reshape(3, 3, c, f).transpose(3, 2, 0, 1))
     return None if dx is None else dx[:, :h, :w], dweight, bias
 
