@@ -7,6 +7,13 @@ import math
 import numpy as np
 
 
+def _copy_like(layout: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """values, copied into an array laid out in memory like `layout`."""
+    out = np.empty_like(layout, dtype=np.result_type(values))
+    out[...] = values
+    return out
+
+
 class SGD:
     """Updates arrays in place, exactly like torch.optim.SGD(nesterov=True, weight_decay=wd).
 
@@ -33,6 +40,11 @@ class SGD:
     def step(self, grads: dict[str, np.ndarray]) -> None:
         for name, p in self.params.items():
             g = grads[name]
+            if g.strides != p.strides:
+                # One copy into the parameter's memory layout (conv weights have their own,
+                # model/layers.py Conv): the passes below then run in memory order, not
+                # across a transpose each.
+                g = _copy_like(p, g)
             if self.weight_decay:
                 g = g + self.weight_decay * p
             v = self.velocity[name]

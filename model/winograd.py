@@ -37,74 +37,84 @@ def transform_filters(weight: np.ndarray) -> np.ndarray:
     return tiles.reshape(16, f, c).transpose(0, 2, 1)
 
 
-# The transforms are a dozen NumPy passes each; done a few images at a time, each pass reads
-# what the one before wrote from the cache instead of from memory (BENCHMARKS.md has the
-# figures).
-CHUNK_BYTES = 4 * 2**20
+# A convolution runs a few images at a time: their tiles are transformed, multiplied and
+# transformed back while they are still in the cache, instead of each pass reading the
+# whole batch's tiles from memory. About CHUNK_BYTES of tiles and products a chunk, but at
+# least CHUNK_ROWS tiles, below which the 16 matrix products run slower (BENCHMARKS.md has
+# the figures).
+CHUNK_BYTES = 2**20
+CHUNK_ROWS = 512
 
 
-def _chunks(n: int, bytes_per_image: int) -> list[slice]:
-    """Slices of the batch, each about CHUNK_BYTES of tiles."""
-    step = max(1, CHUNK_BYTES // bytes_per_image)
+def _chunks(n: int, bytes_per_image: int, rows_per_image: int = 1) -> list[slice]:
+    """Slices of the batch, each about CHUNK_BYTES, or CHUNK_ROWS rows if that is more."""
+    step = max(1, CHUNK_BYTES // bytes_per_image, -(-CHUNK_ROWS // rows_per_image))
     return [slice(start, start + step) for start in range(0, n, step)]
 
 
-def _input_tiles(x: np.ndarray, th: int, tw: int) -> np.ndarray:
-    """B^T d B for every 4x4 tile (stride 2) of x padded by 1: (16, N * th * tw, C)."""
+def _input_tiles(x: np.ndarray, tiles: np.ndarray) -> None:
+    """B^T d B for every 4x4 tile (stride 2) of x (N, H, W, C) padded by 1, written into
+    tiles (16, N, th, tw, C)."""
     n, h, w, c = x.shape
-    tiles = np.empty((16, n, th, tw, c), x.dtype)
-    for part in _chunks(n, tiles[:, 0].nbytes):
-        padded = np.zeros((len(range(n)[part]), 2 * th + 2, 2 * tw + 2, c), x.dtype)
-        padded[:, 1 : h + 1, 1 : w + 1] = x[part]
-        # B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], along rows ...
-        d = [padded[:, a : a + 2 * th : 2] for a in range(4)]
-        rows = (d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3])
-        for i, r in enumerate(rows):
-            # ... then along columns, written straight into tile position (i, j).
-            e = [r[:, :, b : b + 2 * tw : 2] for b in range(4)]
-            np.subtract(e[0], e[2], out=tiles[4 * i, part])
-            np.add(e[1], e[2], out=tiles[4 * i + 1, part])
-            np.subtract(e[2], e[1], out=tiles[4 * i + 2, part])
-            np.subtract(e[1], e[3], out=tiles[4 * i + 3, part])
-    return tiles.reshape(16, n * th * tw, c)
+    th, tw = tiles.shape[2:4]
+    padded = np.zeros((n, 2 * th + 2, 2 * tw + 2, c), x.dtype)
+    padded[:, 1 : h + 1, 1 : w + 1] = x
+    # B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], along columns
+    # first (reading every other pixel), ...
+    e = [padded[:, :, b : b + 2 * tw : 2] for b in range(4)]
+    columns = (e[0] - e[2], e[1] + e[2], e[2] - e[1], e[1] - e[3])
+    for j, col in enumerate(columns):
+        # ... then along rows, written straight into tile position (i, j): these passes,
+        # 4x as many, read whole rows of `col` (faster than the other way round).
+        d = [col[:, a : a + 2 * th : 2] for a in range(4)]
+        np.subtract(d[0], d[2], out=tiles[j])
+        np.add(d[1], d[2], out=tiles[4 + j])
+        np.subtract(d[2], d[1], out=tiles[8 + j])
+        np.subtract(d[1], d[3], out=tiles[12 + j])
 
 
-def _output_blocks(m: np.ndarray, n: int, th: int, tw: int) -> np.ndarray:
-    """A^T m A for every tile: (16, N * th * tw, F) -> (N, 2 * th, 2 * tw, F)."""
-    f = m.shape[-1]
-    m = m.reshape(4, 4, n, th, tw, f)
-    out = np.empty((n, 2 * th, 2 * tw, f), m.dtype)
-    for part in _chunks(n, m[:, :, 0].nbytes):
-        p = m[:, :, part]
-        # A^T = [[1, 1, 1, 0], [0, 1, -1, -1]], along rows, then along columns.
-        for i, r in enumerate((p[0] + p[1] + p[2], p[1] - p[2] - p[3])):
-            out[part, i::2, 0::2] = r[0] + r[1] + r[2]
-            out[part, i::2, 1::2] = r[1] - r[2] - r[3]
-    return out
+def _output_blocks(m: np.ndarray, out: np.ndarray) -> None:
+    """A^T m A for every tile: m (16, N * th * tw, F) into out (N, 2 * th, 2 * tw, F)."""
+    n, th, tw = out.shape[0], out.shape[1] // 2, out.shape[2] // 2
+    p = m.reshape(4, 4, n, th, tw, m.shape[-1])
+    # A^T = [[1, 1, 1, 0], [0, 1, -1, -1]], along rows, then along columns (the last pass
+    # of each written straight into its pixels).
+    part = np.empty_like(p[0, 0])
+    for i, r in enumerate((p[0] + p[1] + p[2], p[1] - p[2] - p[3])):
+        np.add(r[0], r[1], out=part)
+        np.add(part, r[2], out=out[:, i::2, 0::2])
+        np.subtract(r[1], r[2], out=part)
+        np.subtract(part, r[3], out=out[:, i::2, 1::2])
+
+
+# A's last row is [0, -1]: _output_gradient_tiles leaves that sign out (a pass fewer), and
+# the weight gradient puts it back on the 16 summed products, through G^T.
+A_SIGNS = np.array([1, 1, 1, -1], np.float32)
+G_TAPS_SIGNED = G_TAPS.T * np.kron(A_SIGNS, A_SIGNS)
 
 
 def _output_gradient_tiles(dout: np.ndarray, th: int, tw: int) -> np.ndarray:
-    """A dY A^T for every 2x2 block of dout, the gradient of the products that made it:
-    (N, H, W, F) -> (16, N * th * tw, F). The transpose of _output_blocks."""
+    """A dY A^T for every 2x2 block of dout, the gradient of the products that made it,
+    but for the sign of A's last row (A_SIGNS): (N, H, W, F) -> (16, N * th * tw, F). The
+    transpose of _output_blocks."""
     n, h, w, f = dout.shape
     if (h, w) != (2 * th, 2 * tw):  # odd sizes: the cropped row/column had no gradient
         padded = np.zeros((n, 2 * th, 2 * tw, f), dout.dtype)
         padded[:, :h, :w] = dout
         dout = padded
     tiles = np.empty((4, 4, n, th, tw, f), dout.dtype)
-    for part in _chunks(n, tiles[:, :, 0].nbytes):
-        # A = [[1, 0], [1, 1], [1, -1], [0, -1]], along rows (for each column j) ...
-        rows = []
-        for j in range(2):
-            y0, y1 = dout[part, 0::2, j::2], dout[part, 1::2, j::2]
-            rows.append((y0, y0 + y1, y0 - y1, -y1))
-        # ... then along columns.
-        for a in range(4):
-            r0, r1 = rows[0][a], rows[1][a]
-            tiles[a, 0, part] = r0
-            np.add(r0, r1, out=tiles[a, 1, part])
-            np.subtract(r0, r1, out=tiles[a, 2, part])
-            np.negative(r1, out=tiles[a, 3, part])
+    # A = [[1, 0], [1, 1], [1, -1], [0, (-)1]], along rows (for each column j) ...
+    rows = []
+    for j in range(2):
+        y0, y1 = dout[:, 0::2, j::2], dout[:, 1::2, j::2]
+        rows.append((y0, y0 + y1, y0 - y1, y1))
+    # ... then along columns.
+    for a in range(4):
+        r0, r1 = rows[0][a], rows[1][a]
+        tiles[a, 0] = r0
+        np.add(r0, r1, out=tiles[a, 1])
+        np.subtract(r0, r1, out=tiles[a, 2])
+        tiles[a, 3] = r1
     return tiles.reshape(16, n * th * tw, f)
 
 
@@ -113,28 +123,85 @@ def _tile_counts(x_shape: tuple[int, ...]) -> tuple[int, int]:
     return (x_shape[1] + 1) // 2, (x_shape[2] + 1) // 2
 
 
-def conv3x3(x: np.ndarray, filters: np.ndarray) -> np.ndarray:
-    """Convolve (N, H, W, C) with 3x3 filters, stride 1, zero padding 1: (N, H, W, F).
+def conv3x3(x: np.ndarray, filters: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """Convolve (N, H, W, C) with 3x3 filters, stride 1, zero padding 1: (N, H, W, F),
+    plus bias (F,) if given.
 
     `filters` is transform_filters(weight), so that a layer can transform once per step.
     """
-    return conv3x3_keeping_tiles(x, filters)[0]
+    return _convolve(x, filters, bias, keep_tiles=False)[0]
 
 
-def conv3x3_keeping_tiles(x: np.ndarray, filters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """conv3x3, and the transformed input tiles, which filter_gradient needs."""
-    n, h, w, _ = x.shape
+def conv3x3_keeping_tiles(
+    x: np.ndarray, filters: np.ndarray, bias: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """conv3x3, and the transformed input tiles (16, N * th * tw, C), which filter_gradient
+    needs."""
+    return _convolve(x, filters, bias, keep_tiles=True)
+
+
+def _convolve(x, filters, bias, keep_tiles: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    n, h, w, c = x.shape
+    f = filters.shape[2]
     th, tw = _tile_counts(x.shape)
-    tiles = _input_tiles(x, th, tw)
-    return _output_blocks(np.matmul(tiles, filters), n, th, tw)[:, :h, :w], tiles
+    out = np.empty((n, 2 * th, 2 * tw, f), x.dtype)
+    kept = np.empty((16, n, th, tw, c), x.dtype) if keep_tiles else None
+    for part in _chunks(n, 16 * th * tw * (c + f) * x.itemsize, th * tw):
+        tiles = kept[:, part] if keep_tiles else None
+        _convolve_chunk(x[part], filters, bias, out[part], tiles)
+    return out[:, :h, :w], None if kept is None else kept.reshape(16, n * th * tw, c)
+
+
+def _convolve_chunk(x, filters, bias, out, tiles=None) -> None:
+    """conv3x3 of a few images, written into out (N, 2 * th, 2 * tw, F), and their input tiles
+    into `tiles` (16, N, th, tw, C) if given: transformed, multiplied and transformed back
+    while they are still in the cache."""
+    n, _, _, c = x.shape
+    th, tw = out.shape[1] // 2, out.shape[2] // 2
+    if tiles is None:
+        tiles = np.empty((16, n, th, tw, c), x.dtype)
+    _input_tiles(x, tiles)
+    m = np.matmul(tiles.reshape(16, n * th * tw, c), filters)
+    if bias is not None:
+        # m[1, 1] reaches every output pixel of its tile with weight 1 (A^T's column 1
+        # is all ones): the bias added there is added once to each pixel.
+        m[5] += bias
+    _output_blocks(m, out)
+
+
+def gradients(
+    tiles: np.ndarray, dout: np.ndarray, flipped: np.ndarray | None = None
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """The gradients of conv3x3: of its input if `flipped` is given (transform_filters of
+    its filters turned by 180 degrees, as (C, F, 3, 3)), else None; of its weight
+    (F, C, 3, 3) and of its bias (F,).
+
+    From the forward pass's kept input tiles and the output gradient dout (N, H, W, F), a
+    few images at a time, so that dout is read from memory once: the weight's gradient is
+    16 products (C x tiles) @ (tiles x F), summed over the chunks, then G^T du G back to
+    3x3; the input's gradient is the full convolution of dout with the flipped filters."""
+    n, h, w, f = dout.shape
+    c = tiles.shape[2]
+    th, tw = _tile_counts(dout.shape)
+    products = np.zeros((16, c, f), np.result_type(tiles, dout))
+    bias = np.zeros(f, products.dtype)
+    dx = None if flipped is None else np.empty((n, 2 * th, 2 * tw, c), dout.dtype)
+    per_image = 16 * th * tw * (f if flipped is None else 2 * f + c) * dout.itemsize
+    for part in _chunks(n, per_image, th * tw):
+        rows = slice(part.start * th * tw, min(part.stop, n) * th * tw)
+        gradient_tiles = _output_gradient_tiles(dout[part], th, tw)
+        products += np.matmul(tiles[:, rows].transpose(0, 2, 1), gradient_tiles)
+        # Tile (1, 1) of each 2x2 block is the block's sum (A's column 1 is all ones); a
+        # product with ones, as a sum over the first axis is several times slower.
+        bias += np.ones(rows.stop - rows.start, bias.dtype) @ gradient_tiles[5]
+        if dx is not None:
+            _convolve_chunk(dout[part], flipped, None, dx[part])
+    taps = G_TAPS_SIGNED @ products.reshape(16, c * f)  # (9, C * F)
+    dweight = np.ascontiguousarray(taps.reshape(3, 3, c, f).transpose(3, 2, 0, 1))
+    return None if dx is None else dx[:, :h, :w], dweight, bias
 
 
 def filter_gradient(tiles: np.ndarray, dout: np.ndarray) -> np.ndarray:
     """The gradient of conv3x3's weight (F, C, 3, 3), from its kept input tiles and the
-    gradient of its output (N, H, W, F): 16 products (C x tiles) @ (tiles x F), then
-    G^T du G back to 3x3."""
-    c, f = tiles.shape[2], dout.shape[3]
-    th, tw = _tile_counts(dout.shape)
-    products = np.matmul(tiles.transpose(0, 2, 1), _output_gradient_tiles(dout, th, tw))
-    taps = G_TAPS.T @ products.reshape(16, c * f)  # (9, C * F)
-    return np.ascontiguousarray(taps.reshape(3, 3, c, f).transpose(3, 2, 0, 1))
+    gradient of its output (N, H, W, F); see gradients."""
+    return gradients(tiles, dout)[1]

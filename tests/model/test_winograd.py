@@ -20,6 +20,10 @@ def test_conv3x3_matches_the_loop_convolution(n, h, w, c, f):
     out = winograd.conv3x3(x, winograd.transform_filters(weight))
     assert out.shape == (n, h, w, f)
     np.testing.assert_allclose(out, loop_conv(x, weight, np.zeros(f), 1, 1), atol=1e-12)
+    # The bias, added inside the output transform (through one of the 16 products).
+    bias = rng.standard_normal(f)
+    out = winograd.conv3x3(x, winograd.transform_filters(weight), bias)
+    np.testing.assert_allclose(out, loop_conv(x, weight, bias, 1, 1), atol=1e-12)
 
 
 def test_only_3x3_stride_1_padding_1_applies():
@@ -75,10 +79,37 @@ def test_batches_transformed_a_few_images_at_a_time_give_the_same_result(monkeyp
     weight = rng.standard_normal((4, 2, 3, 3))
     dout = rng.standard_normal((3, 5, 6, 4))
     whole = winograd.conv3x3_keeping_tiles(x, winograd.transform_filters(weight))
+    assert len(winograd._chunks(3, 100)) == 1  # the whole batch at once
     whole_dw = winograd.filter_gradient(whole[1], dout)
     monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)  # one image per chunk
+    monkeypatch.setattr(winograd, "CHUNK_ROWS", 1)
     assert len(winograd._chunks(3, 100)) == 3
     out, tiles = winograd.conv3x3_keeping_tiles(x, winograd.transform_filters(weight))
     np.testing.assert_allclose(out, whole[0], atol=1e-12)
     np.testing.assert_allclose(tiles, whole[1], atol=1e-12)
     np.testing.assert_allclose(winograd.filter_gradient(tiles, dout), whole_dw, atol=1e-12)
+
+
+@pytest.mark.parametrize("chunk_bytes", [2**20, 1])  # the whole batch at once, one image
+def test_gradients_match_the_loop_convolutions(monkeypatch, chunk_bytes):
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(winograd, "CHUNK_ROWS", 1)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 5, 6, 2))  # odd height: the last tile row is cropped
+    weight = rng.standard_normal((4, 2, 3, 3))
+    dout = rng.standard_normal((3, 5, 6, 4))
+    _, tiles = winograd.conv3x3_keeping_tiles(x, winograd.transform_filters(weight))
+    turned = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+    dx, dweight, dbias = winograd.gradients(tiles, dout, winograd.transform_filters(turned))
+    # The input's gradient is the full convolution of dout with the turned filters.
+    np.testing.assert_allclose(dx, loop_conv(dout, turned, np.zeros(2), 1, 1), atol=1e-12)
+    np.testing.assert_allclose(dbias, dout.sum(axis=(0, 1, 2)), atol=1e-12)
+    # The weight's gradient: each tap's input pixels times dout, over the zero-padded input.
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    expected = np.empty_like(weight)
+    for i in range(3):
+        for j in range(3):
+            window = padded[:, i : i + 5, j : j + 6]
+            expected[:, :, i, j] = np.einsum("nhwc,nhwf->fc", window, dout)
+    np.testing.assert_allclose(dweight, expected, atol=1e-12)
+    assert winograd.gradients(tiles, dout)[0] is None
