@@ -40,7 +40,7 @@ PIECES = [
     ("encoding the lines", ["(app/stream.py", "compress", "Gzip.__call__"]),
     ("saving the run", ["(app/runs.py"]),
     ("the record (pydantic)", ["(app/record.py", "add_layer", "add_scores", "(pydantic"]),
-    ("thread hops (gate)", ["(app/gate.py"]),
+    ("the gate: thread hops, the streamed response", ["(app/gate.py"]),
     # Last of the app's pieces: every frame of a compute process is under its _serve.
     ("compute processes: frames, sockets", ["(app/compute_pool.py"]),
     ("HTTP: uvicorn, starlette, FastAPI", ["(uvicorn", "(starlette", "(fastapi", "(httptools"]),

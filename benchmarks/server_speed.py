@@ -111,17 +111,30 @@ class Session:
         (self.raw if self.kind == "raw" else self.client).close()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time so far of a process and every process under it (Linux /proc),
-    so that `--workers N` counts the workers too."""
+ROLES = (("compute processes", "app.compute_pool"), ("decoding workers", "app.decode_pool"))
+
+
+def cpu_by_role(pid: int, into: dict[str, float] | None = None) -> dict[str, float]:
+    """User + system CPU seconds so far of a process and every process under it (Linux
+    /proc), by role: "server" (the server and its workers, with `--workers N`), "compute
+    processes", "decoding workers"."""
+    into = {} if into is None else into
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except FileNotFoundError:
-        return 0.0
-    total = sum(int(f) for f in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+        return into
+    role = next((name for name, module in ROLES if module in command), "server")
+    into[role] = into.get(role, 0.0) + sum(int(f) for f in fields[11:13]) / os.sysconf("SC_CLK_TCK")
     for children in Path(f"/proc/{pid}/task").glob("*/children"):
-        total += sum(cpu_seconds(int(child)) for child in children.read_text().split())
-    return total
+        for child in children.read_text().split():
+            cpu_by_role(int(child), into)
+    return into
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds so far of a process and every process under it."""
+    return sum(cpu_by_role(pid).values())
 
 
 def own_cpu_seconds() -> float:
@@ -160,15 +173,21 @@ class CpuMeter:
         self.pid = server_pid
         self.yardstick = yardstick
         self.forward_before = yardstick.measure()
-        self.server, self.client = cpu_seconds(server_pid), own_cpu_seconds()
+        self.roles, self.client = cpu_by_role(server_pid), own_cpu_seconds()
 
     def report(self, runs: int) -> str:
-        server = (cpu_seconds(self.pid) - self.server) * 1000 / max(runs, 1)
+        now = cpu_by_role(self.pid)
+        roles = {
+            role: (seconds - self.roles.get(role, 0.0)) * 1000 / max(runs, 1)
+            for role, seconds in now.items()
+        }
+        server = sum(roles.values())
         client = (own_cpu_seconds() - self.client) * 1000 / max(runs, 1)
         forward = (self.forward_before + self.yardstick.measure()) / 2
+        split = ", ".join(f"{role} {ms:.2f}" for role, ms in sorted(roles.items()))
         return (
-            f"CPU per run: server {server:.2f} ms, client {client:.1f} ms; one bare forward "
-            f"{forward:.2f} ms; server / forward {server / forward:.2f}x"
+            f"CPU per run: server {server:.2f} ms ({split}), client {client:.1f} ms; one bare "
+            f"forward {forward:.2f} ms; server / forward {server / forward:.2f}x"
         )
 
 
