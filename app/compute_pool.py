@@ -106,52 +106,57 @@ class ComputePool:
     async def run(
         self, job: dict[str, Any], pixels: np.ndarray
     ) -> AsyncIterator[tuple[int, bytes]]:
-        """(kind, payload) for each CHUNK, RECORD and FAILED frame of one run, in order;
-        ComputeProcessDied if its child dies first. A run whose reader stops early is read
-        to its end in the background before its child computes another."""
+        """(kind, payload) for each CHUNK, RECORD, SAVED and FAILED frame of one run, in
+        order (chunks that arrived together joined); ComputeProcessDied if its child dies
+        first. The child is read by a task of its own and free for the next run as soon as
+        this one is computed, however slowly its reader takes the lines (a slow or stalled
+        client holds its lines, a few hundred KB, not a core)."""
         child = await self._acquire()
         if child.hashes.get(job["model"]) != self._networks[job["model"]][1]:
             self._release(child)
             del self._networks[job["model"]]  # its runs stay on the server's threads
             raise ComputeProcessDied(f"the compute processes have other weights: {job['model']}")
-        finished = False
+        frames: asyncio.Queue[tuple[int, bytes] | BaseException | None] = asyncio.Queue()
+        self._spawn(self._read_run(child, job, pixels, frames))
+        while (item := await frames.get()) is not None:
+            if isinstance(item, BaseException):
+                raise ComputeProcessDied(str(item))
+            yield item
+
+    async def _read_run(
+        self, child: _Child, job: dict[str, Any], pixels: np.ndarray, frames: asyncio.Queue
+    ) -> None:
+        """Send the child its run and queue what it answers, to DONE (queued as None);
+        then the child goes back to the pool."""
         try:
             child.send(JOB, json.dumps(job).encode())
             child.send(PIXELS, np.ascontiguousarray(pixels, np.uint8).tobytes())
-            while not finished:
+            while True:
                 chunks: list[bytes] = []
                 for kind, payload in await child.receive():
                     if kind == CHUNK:
                         chunks.append(payload)
                         continue
                     if chunks:
-                        yield CHUNK, b"".join(chunks)
+                        frames.put_nowait((CHUNK, b"".join(chunks)))
                         chunks = []
                     if kind == DONE:
-                        finished = True
-                    elif kind in (RECORD, SAVED, FAILED):
-                        yield kind, payload
-                    else:
+                        frames.put_nowait(None)
+                        return
+                    if kind not in (RECORD, SAVED, FAILED):
                         raise ComputeProcessDied(f"the compute process sent a {kind!r} frame")
+                    frames.put_nowait((kind, payload))
                 if chunks:
-                    yield CHUNK, b"".join(chunks)
+                    frames.put_nowait((CHUNK, b"".join(chunks)))
         except (ComputeProcessDied, OSError) as error:
             child.stop()
-            finished = True
-            raise ComputeProcessDied(str(error)) from None
-        finally:
-            if finished:
-                self._release(child)
-            else:  # the reader went away mid-run: the child is still sending
-                self._spawn(self._drain(child))
-
-    async def _drain(self, child: _Child) -> None:
-        try:
-            while all(kind != DONE for kind, _ in await child.receive()):
-                pass
-        except (OSError, ComputeProcessDied):
+            frames.put_nowait(error)
+        except BaseException as error:  # cancelled: the server is stopping
             child.stop()
-        self._release(child)
+            frames.put_nowait(ComputeProcessDied(repr(error)))
+            raise
+        finally:
+            self._release(child)
 
     async def _acquire(self) -> _Child:
         if self._closed:

@@ -219,3 +219,20 @@ async def test_a_run_no_child_can_take_is_computed_on_the_servers_threads(
         if how == "children hold other weights":  # the children live on, unused for it
             assert not pool.serves(app.state.registry.get("cifar10"))
             assert len(pool.pids()) == pool.processes
+
+
+async def test_a_reader_that_stops_reading_does_not_hold_the_child(tmp_path: Path) -> None:
+    pool, _ = pool_for(tmp_path, processes=1)
+    try:
+        stalled = pool.run(job_for(), np.zeros((32, 32, 3), np.uint8))
+        assert (await anext(stalled))[0] == CHUNK  # then it reads nothing for a while
+        # The one child computes other runs meanwhile...
+        for _ in range(2):
+            frames = await asyncio.wait_for(collect(pool, job_for()), 30)
+            assert SAVED in [kind for kind, _ in frames]
+        # ...and the stalled run's lines are all still there, to its end.
+        rest = [frame async for frame in stalled]
+        assert SAVED in [kind for kind, _ in rest]
+        assert pool.started == 1
+    finally:
+        await pool.close()
