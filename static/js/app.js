@@ -328,8 +328,15 @@ function failureSentence(run, error) {
   return error.message;
 }
 
+// Resolved once the models are known (or could not be): an image chosen before then, on a
+// slow network or by a quick hand, waits for them instead of being lost.
+let modelsLoaded;
+const modelsReady = new Promise((resolve) => (modelsLoaded = resolve));
+
 async function startRun(file, info = {}) {
   if (!info.marked) performance.mark(MARK.chosen);
+  await modelsReady;
+  if (!modelInfo()) return; // the models could not be loaded: the page already says so
   if (info.source === "drawing") info = { ...info, model: digitsModel() };
   if (info.model && info.model !== state.model) setModel(info.model);
   state.pending?.dispose();
@@ -634,6 +641,7 @@ async function main() {
     for (const model of models) state.models.set(model.id, model);
   } catch (error) {
     showError(error.message);
+    modelsLoaded();
     return;
   }
   const sample = state.samples.find((s) => s.id === fromUrl.sample);
@@ -644,6 +652,7 @@ async function main() {
   state.sample = sample?.id || null;
   setModel(state.models.has(model) ? model : state.models.keys().next().value);
   selectLayer(state.layer);
+  modelsLoaded();
   inputs.selectTab(modelInfo().input_style === "digits" && !sample ? "draw" : "samples");
   if (sample) pickSample(sample);
   else if (fromUrl.sample) {

@@ -628,3 +628,22 @@ def test_a_camera_picture_runs_through_the_network(
         assert problems == []
     finally:
         camera_browser.close()
+
+
+def test_an_image_chosen_before_the_models_have_loaded_is_not_lost(
+    viewer: Viewer, tmp_path: Path
+) -> None:
+    """The page's boxes are in its HTML: a quick hand (or a slow network) can choose a file
+    before the page's script knows the models; the run starts once it does."""
+    page = viewer.page
+    release = []
+    page.route("**/api/models", lambda route: release.append(route))
+    page.goto(f"{viewer.base_url}/?model=cifar10")
+    expect(page.locator("#layer-row .layer-box").first).to_be_visible()
+    image = tmp_path / "photo.png"
+    image.write_bytes(_png())
+    page.set_input_files("#file-input", str(image))
+    page.wait_for_timeout(200)
+    assert release, "the page asked for the models"
+    release[0].continue_()
+    viewer.wait_for_run("cifar10")
