@@ -635,6 +635,8 @@ async function main() {
     schedule();
   }).observe($("detail-grid"));
 
+  const chosenTab = () => document.querySelector('[role="tab"][aria-selected="true"]')?.id;
+  const tabBeforeModels = chosenTab();
   try {
     const [models, samples] = await Promise.all([api.getModels(), loadSamples()]);
     state.samples = withBorrowedSamples(samples, models);
@@ -644,6 +646,7 @@ async function main() {
     modelsLoaded();
     return;
   }
+  const picked = chosenTab() !== tabBeforeModels ? chosenTab() : null;
   const sample = state.samples.find((s) => s.id === fromUrl.sample);
   const model = sample?.model || (state.models.has(fromUrl.model) ? fromUrl.model : $("model-select").value);
   state.layer = fromUrl.layer;
@@ -653,7 +656,9 @@ async function main() {
   setModel(state.models.has(model) ? model : state.models.keys().next().value);
   selectLayer(state.layer);
   modelsLoaded();
-  inputs.selectTab(modelInfo().input_style === "digits" && !sample ? "draw" : "samples");
+  // The model's own tab, unless the person picked one while the models were on their way.
+  if (picked) inputs.selectTab(picked.replace("tab-", ""));
+  else inputs.selectTab(modelInfo().input_style === "digits" && !sample ? "draw" : "samples");
   if (sample) pickSample(sample);
   else if (fromUrl.sample) {
     showError(`This link names a sample, "${fromUrl.sample}", that this server does not have: pick one from the gallery.`);
@@ -662,6 +667,7 @@ async function main() {
   }
   const showImage = (file, model) => startRun(file, { model });
   setupSession({ hooks: session, currentView, applyView, ownImage, showImage, showError });
+  document.body.dataset.ready = "true"; // for tests: every control is wired
 }
 
 main();

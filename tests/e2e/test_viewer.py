@@ -44,6 +44,8 @@ class Viewer:
     def open(self, query: str = "") -> None:
         self.page.goto(f"{self.base_url}/{query}", timeout=TIMEOUT_MS)
         expect(self.page.locator("#layer-row .layer-box").first).to_be_visible()
+        # The boxes are in the HTML; a click before the script has wired the controls is lost.
+        expect(self.page.locator("body[data-ready]")).to_have_count(1)
 
     def models(self) -> dict[str, dict]:
         response = httpx.get(f"{self.base_url}/api/models", timeout=30)
