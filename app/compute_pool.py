@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from app.registry import Registry, ServedModel
+from app.waiters import Waiters
 
 CONFIG, READY, JOB, PIXELS, CHUNK, RECORD, SAVED, FAILED, DONE = b"CRJPKESFD"
 HEADER = struct.Struct("<Ic")
@@ -83,7 +84,7 @@ class ComputePool:
         self.config = {"models": list(models), "models_dir": str(models_dir), "runs": runs}
         self._networks: dict[str, tuple[object, str]] = {}
         self._idle: list[_Child] = []
-        self._waiting: list[asyncio.Future[_Child]] = []
+        self._waiting: Waiters[_Child] = Waiters()
         self._children: set[_Child] = set()
         self._closed = False
         self._tasks: set[asyncio.Task] = set()
@@ -178,31 +179,19 @@ class ComputePool:
                 self._forget(child)
                 raise
             return child
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiting.append(waiter)
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():  # handed a child as it was cancelled
-                self._release(waiter.result())
-            raise
+        return await self._waiting.wait(give_back=self._release)
 
     def _release(self, child: _Child) -> None:
         if not child.alive():
             self._forget(child)
             child = None
-        while self._waiting:
-            waiter = self._waiting.pop(0)
-            if waiter.done():  # its run was cancelled while it waited
-                continue
-            if child is None:  # a waiter takes the dead child's slot
-                child = self._new_child()
-                self._spawn(self._hand_new(child, waiter))
-            else:
-                waiter.set_result(child)
-            return
-        if child is not None:
-            self._idle.append(child)
+        if (waiter := self._waiting.next()) is None:
+            if child is not None:
+                self._idle.append(child)
+        elif child is None:  # the waiter takes the dead child's slot
+            self._spawn(self._hand_new(self._new_child(), waiter))
+        else:
+            waiter.set_result(child)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """A background task, held until it ends (the loop keeps only a weak reference)."""

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from app.imaging import ImageError
+from app.waiters import Waiters
 
 MB = 1024 * 1024
 RECYCLE_BYTES = 64 * MB
@@ -59,7 +60,7 @@ class DecodePool:
         self.seconds = seconds
         self.memory_bytes = memory_bytes
         self._idle: deque[_Worker | None] = deque([None] * workers)  # started when needed
-        self._waiting: deque[asyncio.Future[_Worker | None]] = deque()
+        self._waiting: Waiters[_Worker | None] = Waiters()
         self._live: set[_Worker] = set()
         self._closed = False
         self.killed = 0  # workers stopped at the deadline (for tests and benchmarks)
@@ -96,22 +97,13 @@ class DecodePool:
             # The longest idle first: every worker starts within the first uploads, so the
             # pool's memory is taken at its first use, not bit by bit under load.
             return self._idle.popleft()
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiting.append(waiter)
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():  # handed a worker as it was cancelled
-                self._give(waiter.result())
-            raise
+        return await self._waiting.wait(give_back=self._give)
 
     def _give(self, worker: _Worker | None) -> None:
-        while self._waiting:
-            waiter = self._waiting.popleft()
-            if not waiter.done():
-                waiter.set_result(worker)
-                return
-        self._idle.append(worker)
+        if (waiter := self._waiting.next()) is not None:
+            waiter.set_result(worker)
+        else:
+            self._idle.append(worker)
 
     def _start(self) -> _Worker:
         if self._closed:
