@@ -1,5 +1,5 @@
 """Forward runs computed in child processes, one per core, so that one server process uses
-every core.
+every core; the runs queued when a child comes free go through one forward of their batch.
 
 The threads of one process share one GIL: with two compute threads a worker served no more
 runs per second than with one, and the hand-overs between them and the event loop cost
@@ -15,32 +15,43 @@ compressed for the wire, the moment it is ready; the server's event loop only mo
     await pool.close()
 
 Children are plain `python -P -m app.compute_pool FD` processes (as app/decode_pool.py's),
-all started at the first run (about 60 MB and half a second of CPU each). Each loads the
-same models as the server (`models`, then the imported ones in `models_dir`) and says the
-sha256 of each one's weights; a model whose network the server no longer holds as loaded
-(replaced, or weights that differ) is computed on the server's own threads instead, as is
-one whose volumes are too large to be recomputed cheaply (those runs are stored whole,
-which needs the volumes in the server), and any run no child could be started for.
+all started at the first run (about 60 MB and half a second of CPU each), each driven by a
+task of the server's loop. Each loads the same models as the server (`models`, then the
+imported ones in `models_dir`) and says the sha256 of each one's weights; a model whose
+network the server no longer holds as loaded (replaced, or weights that differ) is computed
+on the server's own threads instead, as is one whose volumes are too large to be recomputed
+cheaply (those runs are stored whole, which needs the volumes in the server), and any run no
+child could be started for.
 
-A child computes one run at a time. Frames on the socket pair, both ways: 4 bytes of
-length (little-endian), a kind byte, the payload.
+Batches: a child that comes free takes the runs waiting for it, up to `batch` of one model
+(fewer for models with large volumes, and a fair share when other children are free too:
+nobody waits for a batch to fill). One forward of the batch computes every layer for all of
+them at once (app/inference.py's forward_batch: each image gets the very bits it gets alone),
+and each layer's lines, one per run, go out together the moment the layer is computed. Per
+run that saves most of the per-layer calls and socket writes (BENCHMARKS.md, "The server
+path, issue 21: batches").
 
-    server -> child: CONFIG json (once); per run: JOB json, then PIXELS (uint8 H, W, D)
-    child -> server: READY json {model: sha256}; per run: CHUNK bytes for the wire (the run
-                     line first) ..., SAVED (the run is in the store) or RECORD json (the
+Frames on the socket pair, both ways: 4 bytes of length (little-endian), a kind byte, a slot
+byte (the run's place in its batch), the payload.
+
+    server -> child: CONFIG json (once); per batch: BATCH json (a list of jobs), then a
+                     PIXELS frame (uint8 H, W, D) for each slot
+    child -> server: READY json {model: sha256}; per slot: CHUNK bytes for the wire (the
+                     run line first) ..., SAVED (the run is in the store) or RECORD json (the
                      finished record, for the server to keep before it sends the next
-                     CHUNK, the scores line), CHUNK, DONE; a run
-                     that fails sends FAILED (the traceback, for the log), then a CHUNK with
-                     the error line and the stream's end, then DONE.
+                     CHUNK, the scores line), CHUNK, DONE; a run that fails sends FAILED
+                     (the traceback, for the log), then a CHUNK with the error line and the
+                     stream's end, then DONE. The batch is over when every slot said DONE.
 
-A child that dies mid-run ends that run's response where it is (its gzip stream was the
-child's, so no error line can follow) and is replaced on the next run.
+A child that dies mid-batch ends its runs' responses where they are (their gzip streams were
+the child's, so no error line can follow) and is replaced before the next batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import signal
 import socket
@@ -49,23 +60,43 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import AsyncIterator, Coroutine
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from app.registry import Registry, ServedModel
-from app.waiters import Waiters
 
-CONFIG, READY, JOB, PIXELS, CHUNK, RECORD, SAVED, FAILED, DONE = b"CRJPKESFD"
-HEADER = struct.Struct("<Ic")
+CONFIG, READY, BATCH, PIXELS, CHUNK, RECORD, SAVED, FAILED, DONE = b"CRBPKESFD"
+HEADER = struct.Struct("<IcB")  # payload length, kind, slot
 # A new child imports NumPy and loads every model first; that is not a run's time.
 START_SECONDS = 60.0
+BATCH_RUNS = 8
+# A batch's volumes together at most: a model with larger runs gets smaller batches.
+BATCH_BYTES = 32 << 20
 
 
 class ComputeProcessDied(RuntimeError):
     """The child computing a run exited (or stopped speaking the protocol) before its end."""
+
+
+@dataclass(eq=False)
+class _Pending:
+    """A run waiting for, or being computed by, a child; its frames queue for its reader."""
+
+    job: dict[str, Any]
+    pixels: bytes
+    frames: asyncio.Queue = field(default_factory=asyncio.Queue)
+    abandoned: bool = False  # its reader went away before a child took it
+    ended: bool = False  # its last frame (None or an error) is queued
+
+    def end(self, last: BaseException | None = None) -> None:
+        if not self.ended:
+            self.ended = True
+            self.frames.put_nowait(last)
 
 
 class ComputePool:
@@ -77,18 +108,24 @@ class ComputePool:
         models: tuple[str, ...],
         models_dir: Path,
         runs: dict[str, Any] | None = None,
+        batch: int = BATCH_RUNS,
     ):
         """`runs`: the RunStore's directory ("dir") and budgets, for the children to save
-        runs there themselves; None (a store in Redis): the server saves them."""
+        runs there themselves; None (a store in Redis): the server saves them. `batch`: the
+        most runs one forward computes together (1: one at a time)."""
         self.processes = processes
+        self.batch = batch
         self.config = {"models": list(models), "models_dir": str(models_dir), "runs": runs}
-        self._networks: dict[str, tuple[object, str]] = {}
-        self._idle: list[_Child] = []
-        self._waiting: Waiters[_Child] = Waiters()
+        # model id -> (the network the children hold too, its weights' sha256, batch limit)
+        self._networks: dict[str, tuple[object, str, int]] = {}
+        self._queue: deque[_Pending] = deque()
+        self._work = asyncio.Event()  # set when a run is queued
+        self._drivers: set[asyncio.Task] = set()
+        self._idle = 0  # drivers waiting for work
         self._children: set[_Child] = set()
         self._closed = False
-        self._tasks: set[asyncio.Task] = set()
         self.started = 0  # children started so far (for tests and benchmarks)
+        self.batches: list[int] = []  # the sizes of the last batches (for benchmarks)
 
     def adopt(self, registry: Registry, too_large: Any = None) -> None:
         """Note the networks the server loaded: runs of these, and only while the server
@@ -97,7 +134,11 @@ class ComputePool:
 
         for model_id, served in registry.models.items():
             if too_large is None or not too_large(served):
-                self._networks[model_id] = (served.network, weights_sha256(served.network))
+                net = served.network
+                run_bytes = sum(math.prod(layer.output_shape) for layer in net.layers)
+                run_bytes *= net.dtype.itemsize
+                limit = max(1, min(self.batch, BATCH_BYTES // max(run_bytes, 1)))
+                self._networks[model_id] = (net, weights_sha256(net), limit)
 
     def serves(self, served: ServedModel) -> bool:
         """Whether a run of `served` is computed by a child."""
@@ -109,122 +150,139 @@ class ComputePool:
     ) -> AsyncIterator[tuple[int, bytes]]:
         """(kind, payload) for each CHUNK, RECORD, SAVED and FAILED frame of one run, in
         order (chunks that arrived together joined); ComputeProcessDied if its child dies
-        first. The child is read by a task of its own and free for the next run as soon as
-        this one is computed, however slowly its reader takes the lines (a slow or stalled
-        client holds its lines, a few hundred KB, not a core)."""
-        child = await self._acquire()
-        if child.hashes.get(job["model"]) != self._networks[job["model"]][1]:
-            self._release(child)
-            del self._networks[job["model"]]  # its runs stay on the server's threads
-            raise ComputeProcessDied(f"the compute processes have other weights: {job['model']}")
-        frames: asyncio.Queue[tuple[int, bytes] | BaseException | None] = asyncio.Queue()
-        self._spawn(self._read_run(child, job, pixels, frames))
-        while (item := await frames.get()) is not None:
-            if isinstance(item, BaseException):
-                raise ComputeProcessDied(str(item))
-            yield item
-
-    async def _read_run(
-        self, child: _Child, job: dict[str, Any], pixels: np.ndarray, frames: asyncio.Queue
-    ) -> None:
-        """Send the child its run and queue what it answers, to DONE (queued as None);
-        then the child goes back to the pool."""
-        try:
-            child.send(JOB, json.dumps(job).encode())
-            child.send(PIXELS, np.ascontiguousarray(pixels, np.uint8).tobytes())
-            while True:
-                chunks: list[bytes] = []
-                for kind, payload in await child.receive():
-                    if kind == CHUNK:
-                        chunks.append(payload)
-                        continue
-                    if chunks:
-                        frames.put_nowait((CHUNK, b"".join(chunks)))
-                        chunks = []
-                    if kind == DONE:
-                        frames.put_nowait(None)
-                        return
-                    if kind not in (RECORD, SAVED, FAILED):
-                        raise ComputeProcessDied(f"the compute process sent a {kind!r} frame")
-                    frames.put_nowait((kind, payload))
-                if chunks:
-                    frames.put_nowait((CHUNK, b"".join(chunks)))
-        except (ComputeProcessDied, OSError) as error:
-            child.stop()
-            frames.put_nowait(error)
-        except BaseException as error:  # cancelled: the server is stopping
-            child.stop()
-            frames.put_nowait(ComputeProcessDied(repr(error)))
-            raise
-        finally:
-            self._release(child)
-
-    async def _acquire(self) -> _Child:
+        first, or if no child can take it. The run's frames queue here, however slowly its
+        reader takes them (a slow or stalled client holds its lines, a few hundred KB, not a
+        child)."""
         if self._closed:
             raise ComputeProcessDied("the server is shutting down")
-        while self._idle:
-            child = self._idle.pop()
-            if child.alive():
-                return child
-            self._forget(child)
-        if len(self._children) < self.processes:
-            child = self._new_child()
-            # The others start beside it, so that the pool's memory is taken at its first
-            # use, not bit by bit under load.
-            while len(self._children) < self.processes:
-                self._spawn(self._start_spare(self._new_child()))
-            try:
-                await child.start(self.config)
-            except BaseException:
+        pending = _Pending(job, np.ascontiguousarray(pixels, np.uint8).tobytes())
+        self._queue.append(pending)
+        self._work.set()
+        while len(self._drivers) < self.processes:
+            self._spawn_driver()
+        try:
+            while (item := await pending.frames.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise ComputeProcessDied(str(item))
+                yield item
+        finally:
+            pending.abandoned = True
+
+    # --- the drivers: one task per child --------------------------------------------------
+
+    def _spawn_driver(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._drive())
+        self._drivers.add(task)
+        task.add_done_callback(self._drivers.discard)
+
+    async def _drive(self) -> None:
+        """Start a child at once, then give it batch after batch (a new child before the
+        next batch if it died)."""
+        child = await self._start_child()
+        try:
+            while child is not None and not self._closed:
+                batch = await self._take()
+                if not child.alive():
+                    self._forget(child)
+                    if (child := await self._start_child()) is None:
+                        for pending in batch:
+                            pending.end(ComputeProcessDied("no compute process could start"))
+                        return
+                if batch := self._usable(child, batch):
+                    await self._compute(child, batch)
+        finally:
+            if child is not None and self._closed:
                 self._forget(child)
-                raise
-            return child
-        return await self._waiting.wait(give_back=self._release)
 
-    def _release(self, child: _Child) -> None:
-        if not child.alive():
-            self._forget(child)
-            child = None
-        if (waiter := self._waiting.next()) is None:
-            if child is not None:
-                self._idle.append(child)
-        elif child is None:  # the waiter takes the dead child's slot
-            self._spawn(self._hand_new(self._new_child(), waiter))
-        else:
-            waiter.set_result(child)
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        """A background task, held until it ends (the loop keeps only a weak reference)."""
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _new_child(self) -> _Child:
+    async def _start_child(self) -> _Child | None:
+        """A started child; None if it could not start (then, if no other driver is left
+        to compute them, the queued runs are told so: they go to the server's threads)."""
         child = _Child()
         self._children.add(child)
         self.started += 1
-        return child
-
-    async def _start_spare(self, child: _Child) -> None:
         try:
             await child.start(self.config)
-        except Exception:
-            self._forget(child)
-            return
-        self._release(child)
-
-    async def _hand_new(self, child: _Child, waiter: asyncio.Future[_Child]) -> None:
-        try:
-            await child.start(self.config)
+            return child
         except Exception as error:
             self._forget(child)
-            if not waiter.done():
-                waiter.set_exception(ComputeProcessDied(str(error)))
-            return
-        if waiter.done():
-            self._release(child)
-        else:
-            waiter.set_result(child)
+            if len(self._drivers) <= 1:
+                while self._queue:
+                    self._queue.popleft().end(ComputeProcessDied(str(error)))
+            return None
+
+    async def _take(self) -> list[_Pending]:
+        """The next batch: the runs of the first waiting run's model, in the order they came,
+        up to its batch limit, and no more than a fair share while other children wait."""
+        while True:
+            while self._queue and self._queue[0].abandoned:
+                self._queue.popleft()
+            if self._queue:
+                break
+            self._work.clear()
+            self._idle += 1
+            try:
+                await self._work.wait()
+            finally:
+                self._idle -= 1
+        model = self._queue[0].job["model"]
+        limit = self._networks[model][2] if model in self._networks else 1
+        limit = min(limit, math.ceil(len(self._queue) / (self._idle + 1)))
+        batch, rest = [], deque()
+        while self._queue and len(batch) < limit:
+            pending = self._queue.popleft()
+            if pending.abandoned:
+                continue
+            (batch if pending.job["model"] == model else rest).append(pending)
+        self._queue.extendleft(reversed(rest))
+        return batch
+
+    def _usable(self, child: _Child, batch: list[_Pending]) -> list[_Pending]:
+        """The batch, if the child holds the model's weights the server does; otherwise its
+        runs are told so (they go to the server's threads, as all of the model's from now)."""
+        model = batch[0].job["model"] if batch else None
+        known = self._networks.get(model)
+        if known is not None and child.hashes.get(model) == known[1]:
+            return batch
+        self._networks.pop(model, None)
+        for pending in batch:
+            pending.end(ComputeProcessDied(f"the compute processes have other weights: {model}"))
+        return []
+
+    async def _compute(self, child: _Child, batch: list[_Pending]) -> None:
+        """Send the child its batch and queue what it answers for each run, to its DONE."""
+        self.batches = [*self.batches[-999:], len(batch)]
+        try:
+            child.send(BATCH, json.dumps([pending.job for pending in batch]).encode())
+            for slot, pending in enumerate(batch):
+                child.send(PIXELS, pending.pixels, slot)
+            running = len(batch)
+            while running:
+                chunks: dict[int, list[bytes]] = {}
+                for kind, slot, payload in await child.receive():
+                    pending = batch[slot]
+                    if kind == CHUNK:
+                        chunks.setdefault(slot, []).append(payload)
+                        continue
+                    if slot in chunks:
+                        pending.frames.put_nowait((CHUNK, b"".join(chunks.pop(slot))))
+                    if kind == DONE:
+                        pending.end()
+                        running -= 1
+                    elif kind in (RECORD, SAVED, FAILED):
+                        pending.frames.put_nowait((kind, payload))
+                    else:
+                        raise ComputeProcessDied(f"the compute process sent a {kind!r} frame")
+                for slot, parts in chunks.items():
+                    batch[slot].frames.put_nowait((CHUNK, b"".join(parts)))
+        except (ComputeProcessDied, OSError, IndexError) as error:
+            child.stop()
+            for pending in batch:
+                pending.end(error)
+        except BaseException as error:  # cancelled: the server is stopping
+            child.stop()
+            for pending in batch:
+                pending.end(ComputeProcessDied(repr(error)))
+            raise
 
     def _forget(self, child: _Child) -> None:
         child.stop()
@@ -235,10 +293,13 @@ class ComputePool:
 
     async def close(self) -> None:
         self._closed = True
+        for task in list(self._drivers):
+            task.cancel()
         for child in list(self._children):
             child.stop()
         self._children.clear()
-        self._idle.clear()
+        while self._queue:
+            self._queue.popleft().end(ComputeProcessDied("the server is shutting down"))
 
 
 class _Child:
@@ -265,7 +326,7 @@ class _Child:
         _, self._frames = await loop.create_unix_connection(_Frames, sock=ours)
         self.send(CONFIG, json.dumps(config).encode())
         try:
-            [(kind, payload)] = await asyncio.wait_for(self.receive(), START_SECONDS)
+            [(kind, _, payload)] = await asyncio.wait_for(self.receive(), START_SECONDS)
         except (TimeoutError, ComputeProcessDied, OSError, ValueError) as error:
             self.stop()
             raise ComputeProcessDied(f"the compute process did not start ({error!r})") from None
@@ -277,11 +338,11 @@ class _Child:
     def alive(self) -> bool:
         return not self.dead and self.process is not None and self.process.poll() is None
 
-    def send(self, kind: int, payload: bytes) -> None:
-        """One frame to the child (a job is a few KB: the socket's buffer takes it whole)."""
-        self._frames.transport.writelines([HEADER.pack(len(payload), bytes([kind])), payload])
+    def send(self, kind: int, payload: bytes, slot: int = 0) -> None:
+        """One frame to the child (a batch is a few tens of KB: the transport buffers it)."""
+        self._frames.transport.writelines([HEADER.pack(len(payload), bytes([kind]), slot), payload])
 
-    async def receive(self) -> list[tuple[int, bytes]]:
+    async def receive(self) -> list[tuple[int, int, bytes]]:
         """Every whole frame that has arrived from the child: at least one."""
         return await self._frames.receive()
 
@@ -303,7 +364,7 @@ class _Frames(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self._buffer = bytearray()
-        self._frames: list[tuple[int, bytes]] = []
+        self._frames: list[tuple[int, int, bytes]] = []
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
 
@@ -314,11 +375,11 @@ class _Frames(asyncio.Protocol):
         self._buffer += data
         start = 0
         while len(self._buffer) - start >= HEADER.size:
-            length, kind = HEADER.unpack_from(self._buffer, start)
+            length, kind, slot = HEADER.unpack_from(self._buffer, start)
             end = start + HEADER.size + length
             if len(self._buffer) < end:
                 break
-            self._frames.append((kind[0], bytes(self._buffer[start + HEADER.size : end])))
+            self._frames.append((kind[0], slot, bytes(self._buffer[start + HEADER.size : end])))
             start = end
         del self._buffer[:start]
         if self._frames:
@@ -332,7 +393,7 @@ class _Frames(asyncio.Protocol):
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def receive(self) -> list[tuple[int, bytes]]:
+    async def receive(self) -> list[tuple[int, int, bytes]]:
         while not self._frames:
             if self._closed:
                 raise ComputeProcessDied("the compute process closed its socket")
@@ -346,41 +407,54 @@ class _Frames(asyncio.Protocol):
 
 
 class _Socket:
-    """The child's end: blocking frames."""
+    """The child's end: blocking frames; those sent are queued, then go out together."""
 
     def __init__(self, fd: int):
         self.sock = socket.socket(fileno=fd)
         self.file = self.sock.makefile("rb")
+        self._out: list[bytes] = []
 
-    def send(self, kind: int, payload: bytes = b"") -> None:
-        self.sock.sendmsg([HEADER.pack(len(payload), bytes([kind])), payload])
+    def queue(self, kind: int, slot: int, payload: bytes = b"") -> None:
+        self._out += (HEADER.pack(len(payload), bytes([kind]), slot), payload)
 
-    def receive(self) -> tuple[int, bytes]:
+    def flush(self) -> None:
+        """Send every queued frame: one write for a layer's lines of a whole batch."""
+        if self._out:
+            self.sock.sendall(b"".join(self._out))
+            self._out = []
+
+    def send(self, kind: int, slot: int, payload: bytes = b"") -> None:
+        self.queue(kind, slot, payload)
+        self.flush()
+
+    def receive(self) -> tuple[int, int, bytes]:
         header = self.file.read(HEADER.size)
         if len(header) < HEADER.size:
             raise EOFError
-        length, kind = HEADER.unpack(header)
+        length, kind, slot = HEADER.unpack(header)
         payload = self.file.read(length)
         if len(payload) < length:
             raise EOFError
-        return kind[0], payload
+        return kind[0], slot, payload
 
 
 class _Keep:
-    """The child's Keeper: the run's record and input go to the run store every worker
-    shares, saved here when it is a directory (then SAVED), or sent for the server to save
-    (RECORD). The volumes stay nowhere: any worker recomputes them (app/run_volumes.py)."""
+    """A run's Keeper in the child: the run's record and input go to the run store every
+    worker shares, saved here when it is a directory (then SAVED), or sent for the server to
+    save (RECORD). The volumes stay nowhere: any worker recomputes them (app/run_volumes.py)."""
 
-    def __init__(self, channel: _Socket, store: Any):
+    def __init__(self, channel: _Socket, store: Any, slot: int):
         self.channel = channel
         self.store = store
+        self.slot = slot
 
     def save(self, record: Any, pixels: np.ndarray, volumes: list[np.ndarray]) -> None:
         if self.store is None:
-            self.channel.send(RECORD, json.dumps(record.dump()).encode())
+            # The server keeps it before it sends the scores line that follows.
+            self.channel.queue(RECORD, self.slot, json.dumps(record.dump()).encode())
         else:
             self.store.save(record.id, record.dump(), pixels)
-            self.channel.send(SAVED)
+            self.channel.queue(SAVED, self.slot)
 
 
 def _load(config: dict[str, Any]) -> Registry:
@@ -397,26 +471,80 @@ def _open_store(runs: dict[str, Any] | None) -> Any:
     return None if runs is None else RunStore(Path(runs.pop("dir")), **runs)
 
 
-def _compute(channel: _Socket, registry: Registry, keep: _Keep, job: dict, pixels: bytes) -> None:
-    from app import stream
-    from app.producer import FAILED_DETAIL, produce
-    from app.record import RunRecord
+class _Runner:
+    """Computes the child's batches: the jobs that can start go through one forward per
+    model (or one by one, for a model whose batched forward is not exact here)."""
 
-    wire = stream.compressor(job["accept_encoding"])
-    started = time.perf_counter() - job["elapsed_ms"] / 1000
+    def __init__(self, channel: _Socket, registry: Registry, store: Any):
+        self.channel = channel
+        self.registry = registry
+        self.store = store
+        self._exact: dict[str, bool] = {}
 
-    def emit(chunk: bytes) -> None:
-        channel.send(CHUNK, chunk)
+    def compute(self, jobs: list[dict[str, Any]], pixels: list[bytes]) -> None:
+        from app import stream
+        from app.producer import Job, produce_batch
+        from app.record import RunRecord
 
-    try:
-        served = registry.get(job["model"])
-        array = np.frombuffer(pixels, np.uint8).reshape(served.network.input_shape)
-        record = RunRecord.model_validate(job["record"])
-        emit(wire(job["run_line"].encode()))
-        produce(served, array, record, keep, started, job["encoding"], wire, emit)
-    except Exception:
-        channel.send(FAILED, traceback.format_exc().encode())
-        channel.send(CHUNK, wire(stream.error_line(FAILED_DETAIL)) + wire.end())
+        groups: dict[str, tuple[ServedModel, list[Job]]] = {}
+        for slot, (job, data) in enumerate(zip(jobs, pixels, strict=True)):
+            wire = stream.compressor(job["accept_encoding"])
+            try:
+                served = self.registry.get(job["model"])
+                array = np.frombuffer(data, np.uint8).reshape(served.network.input_shape)
+                record = RunRecord.model_validate(job["record"])
+            except Exception as error:
+                self._fail(slot, wire, error)
+                continue
+            self.channel.queue(CHUNK, slot, wire(job["run_line"].encode()))
+            started = time.perf_counter() - job["elapsed_ms"] / 1000
+            emit = self._emitter(slot)
+            keep = _Keep(self.channel, self.store, slot)
+            fail = self._failer(slot)
+            computed = Job(array, record, keep, started, job["encoding"], wire, emit, fail)
+            groups.setdefault(served.id, (served, []))[1].append(computed)
+        self.channel.flush()  # the run lines, before any layer is computed
+        for served, group in groups.values():
+            if self._batch_exact(served):
+                produce_batch(served, group, self.channel.flush)
+            else:
+                for one in group:
+                    produce_batch(served, [one], self.channel.flush)
+        for slot in range(len(jobs)):
+            self.channel.queue(DONE, slot)
+        self.channel.flush()
+
+    def _emitter(self, slot: int) -> Any:
+        return lambda chunk: self.channel.queue(CHUNK, slot, chunk)
+
+    def _failer(self, slot: int) -> Any:
+        return lambda job, error: self._fail(slot, job.wire, error)
+
+    def _fail(self, slot: int, wire: Any, error: BaseException) -> None:
+        from app import stream
+        from app.producer import FAILED_DETAIL
+
+        trace = "".join(traceback.format_exception(error))
+        self.channel.queue(FAILED, slot, trace.encode())
+        self.channel.queue(CHUNK, slot, wire(stream.error_line(FAILED_DETAIL)) + wire.end())
+
+    def _batch_exact(self, served: ServedModel) -> bool:
+        """Whether a batched forward gives each image here the bits it gets alone (checked
+        once per model on random images: it depends on the layers and on the BLAS)."""
+        if served.id not in self._exact:
+            from app import inference
+
+            net = served.network
+            shape = (BATCH_RUNS, *net.input_shape)
+            pixels = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
+            batched = [volumes for _, volumes in inference.forward_batch(net, pixels)]
+            alone = [net.forward(net.preprocess(pixels[i : i + 1])) for i in range(len(pixels))]
+            self._exact[served.id] = all(
+                np.array_equal(batched[layer][i], alone[i][layer][0])
+                for i in range(len(pixels))
+                for layer in range(len(batched))
+            )
+        return self._exact[served.id]
 
 
 def _serve(fd: int) -> None:
@@ -425,23 +553,22 @@ def _serve(fd: int) -> None:
 
     channel = _Socket(fd)
     try:
-        kind, payload = channel.receive()
+        kind, _, payload = channel.receive()
         config = json.loads(payload)
         registry = _load(config)
-        keep = _Keep(channel, _open_store(config["runs"]))
+        runner = _Runner(channel, registry, _open_store(config["runs"]))
         hashes = {key: weights_sha256(served.network) for key, served in registry.models.items()}
     except EOFError:
         return
     except Exception:
-        channel.send(FAILED, traceback.format_exc().encode())
+        channel.send(FAILED, 0, traceback.format_exc().encode())
         return
-    channel.send(READY, json.dumps(hashes).encode())
+    channel.send(READY, 0, json.dumps(hashes).encode())
     while True:
         try:
-            _, job = channel.receive()
-            _, pixels = channel.receive()
-            _compute(channel, registry, keep, json.loads(job), pixels)
-            channel.send(DONE)
+            _, _, batch = channel.receive()
+            jobs = json.loads(batch)
+            runner.compute(jobs, [channel.receive()[2] for _ in jobs])
         except (EOFError, OSError):
             return
 

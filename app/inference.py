@@ -17,7 +17,7 @@ import numpy as np
 
 from app.record import RunLayer, RunRecord, Stats, TopClass
 from model import Network
-from model.layers import Layer
+from model.layers import Conv, Layer, MaxPool, ReLU
 
 TOP_CLASSES = 5
 
@@ -45,11 +45,39 @@ def layers(
     FloatingPointError if a layer produces NaN or infinity (its numbers are not JSON)."""
     for layer, batch in net.forward_iter(net.preprocess(pixels[None])):
         volume = batch[0]
-        numbers = stats(volume)
-        # min and max are NaN if any number is, and infinite if any is: no pass of its own.
-        if not np.isfinite([numbers["min"], numbers["max"]]).all():
-            raise FloatingPointError(f"layer {layer.name} produced NaN or infinity")
-        yield layer, volume, numbers
+        yield layer, volume, checked_stats(layer, volume)
+
+
+def checked_stats(layer: Layer, volume: np.ndarray) -> dict[str, float]:
+    """The volume's stats; FloatingPointError if it holds NaN or infinity."""
+    numbers = stats(volume)
+    # min and max are NaN if any number is, and infinite if any is: no pass of its own.
+    if not np.isfinite([numbers["min"], numbers["max"]]).all():
+        raise FloatingPointError(f"layer {layer.name} produced NaN or infinity")
+    return numbers
+
+
+# Layers whose batched forward gives each image the very bits it gets alone: a product
+# of a whole batch's im2col rows computes every row as alone, ReLU and max pool are per
+# number. A fully connected layer is not (one image's product is BLAS's gemv, a batch's
+# gemm, which sum in another order), nor are imported layers without a check.
+BATCH_EXACT = (Conv, ReLU, MaxPool)
+
+
+def forward_batch(net: Network, pixels: np.ndarray) -> Iterator[tuple[Layer, np.ndarray]]:
+    """Yield (layer, volumes (N, H, W, D)) for uint8 pixels (N, H, W, D): each image's
+    volumes exactly those `layers` gives it alone (the same bits), computed for the whole
+    batch where that holds (BATCH_EXACT) and image by image where it does not."""
+    if len(pixels) == 1:
+        yield from net.forward_iter(net.preprocess(pixels))
+        return
+    x = net.check_input(net.preprocess(pixels))
+    for layer in net.layers:
+        if isinstance(layer, BATCH_EXACT) or len(x) == 1:
+            x = layer.forward(x)
+        else:
+            x = np.concatenate([layer.forward(x[i : i + 1]) for i in range(len(x))])
+        yield layer, x
 
 
 def top(probabilities: np.ndarray, classes: list[str], k: int = TOP_CLASSES) -> list[TopClass]:
@@ -72,14 +100,15 @@ def scores(net: Network, last: np.ndarray) -> tuple[np.ndarray, list[TopClass]]:
 
 
 def add_layer(record: RunRecord, layer: Layer, volume: np.ndarray, numbers: dict) -> None:
-    """Note one computed layer in the run's record."""
+    """Note one computed layer in the run's record (built without validation: every field
+    is made here, of the right type, and validating took a tenth of a run's encoding)."""
     record.layers.append(
-        RunLayer(
+        RunLayer.model_construct(
             index=len(record.layers),
             name=layer.name,
             kind=layer.kind,
             shape=list(volume.shape),
-            stats=Stats(**numbers),
+            stats=Stats.model_construct(**numbers),
         )
     )
 

@@ -39,7 +39,9 @@ The gzip is ISA-L's (the `isal` binding): the same format as zlib's at a third o
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -250,23 +252,20 @@ class LayerLines:
         shape = list(volume.shape)
         q = quantize(volume, lo, hi)
         encoding, data, extra = self._encode(q, kind, shape, (lo, hi))
-        head = dumps(
-            {
-                "type": "layer",
-                "index": index,
-                "name": name,
-                "kind": kind,
-                "shape": shape,
-                "stats": layer_stats,
-                "encoding": encoding,
-                **extra,
-                "layout": "DHW",
-                "scale": {"min": lo, "max": hi},
-                "elapsed_ms": round(elapsed_ms, 3),
-            }
+        prediction_field = f',"prediction":"{extra["prediction"]}"' if extra else ""
+        # The line is written out by hand, as json.dumps would write it (the same bytes):
+        # its fixed start once per layer, the rest from numbers; base64 needs no escaping.
+        head = "".join(
+            (
+                _layer_start(index, name, kind, tuple(shape)),
+                ',"stats":{',
+                ",".join(f"{_key(key)}:{_number(value)}" for key, value in layer_stats.items()),
+                f'}},"encoding":"{encoding}"{prediction_field},"layout":"DHW",',
+                f'"scale":{{"min":{_number(lo)},"max":{_number(hi)}}},',
+                f'"elapsed_ms":{_number(round(elapsed_ms, 3))},"data":"',
+            )
         )
-        # Base64 needs no JSON escaping: splice it in rather than have json scan it again.
-        return b"".join((head[:-2], b',"data":"', data, b'"}\n'))
+        return b"".join((head.encode(), data, b'"}\n'))
 
     def _encode(
         self, q: np.ndarray, kind: str, shape: list[int], scale: tuple[float, float]
@@ -281,6 +280,24 @@ class LayerLines:
                 if (text := prediction.difference(q, predicted, _SIXTY_FOUR)) is not None:
                     return "uint8-predicted", text, {"prediction": how}
         return "uint8-split", split(q), {}
+
+
+@functools.lru_cache(maxsize=4096)
+def _layer_start(index: int, name: str, kind: str, shape: tuple[int, ...]) -> str:
+    fields = {"type": "layer", "index": index, "name": name, "kind": kind, "shape": list(shape)}
+    return dumps(fields)[:-2].decode()  # without the closing brace and newline
+
+
+@functools.lru_cache(maxsize=256)
+def _key(key: str) -> str:
+    return json.dumps(key)
+
+
+def _number(value: float) -> str:
+    """A number as json writes it; ValueError for NaN and infinity, which are not JSON."""
+    if not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a JSON number")
+    return float.__repr__(value) if isinstance(value, float) else int.__repr__(value)
 
 
 def scores_line(record: RunRecord, elapsed_ms: float) -> bytes:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from app import stream
-from app.compute_pool import CHUNK, DONE, FAILED, JOB, SAVED, ComputePool, ComputeProcessDied
+from app.compute_pool import BATCH, CHUNK, DONE, FAILED, SAVED, ComputePool, ComputeProcessDied
 from app.main import create_app
 from app.registry import Registry
 from app.settings import Settings
@@ -129,7 +129,7 @@ async def test_a_child_dying_mid_run_ends_the_run_with_an_error(tmp_path: Path) 
     try:
         await collect(pool, job_for())
         [child] = pool._children
-        child.send(JOB, json.dumps(job_for()).encode())  # the pixels never follow
+        child.send(BATCH, json.dumps([job_for()]).encode())  # the pixels never follow
         child.process.kill()
         with pytest.raises(ComputeProcessDied):
             await child.receive()
@@ -205,8 +205,8 @@ async def test_a_run_no_child_can_take_is_computed_on_the_servers_threads(
         if how == "children cannot start":
             pool.config["models"] = ["no-such-model"]
         else:
-            network, _ = pool._networks["cifar10"]
-            pool._networks["cifar10"] = (network, "0" * 64)
+            network, _, limit = pool._networks["cifar10"]
+            pool._networks["cifar10"] = (network, "0" * 64, limit)
         response = await client.post(URL, files={"image": ("a.png", png())})
         assert response.status_code == 200
         lines = [json.loads(line) for line in response.content.splitlines()]

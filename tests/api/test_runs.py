@@ -198,7 +198,13 @@ async def test_expired_run_is_gone(client: httpx.AsyncClient, run, app) -> None:
 
 
 async def test_only_the_newest_runs_are_kept(tmp_path: Path) -> None:
-    app = create_app(Settings(runs_dir=tmp_path, run_cache_runs=2, models=("cifar10",)))
+    # One compute process, one writer: it evicts exactly. Several writers may keep the store
+    # over its budgets until they list it again (app/runs.py, RESCAN_SECONDS; a test in
+    # tests/test_runs_store.py has several processes save at once).
+    settings = Settings(
+        runs_dir=tmp_path, run_cache_runs=2, models=("cifar10",), compute_processes=1
+    )
+    app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
