@@ -89,14 +89,34 @@ class _Pending:
 
     job: dict[str, Any]
     pixels: bytes
-    frames: asyncio.Queue = field(default_factory=asyncio.Queue)
+    frames: deque[tuple[int, bytes] | BaseException | None] = field(default_factory=deque)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
     abandoned: bool = False  # its reader went away before a child took it
     ended: bool = False  # its last frame (None or an error) is queued
+
+    def put(self, frame: tuple[int, bytes]) -> None:
+        self.frames.append(frame)
+        self.arrived.set()
 
     def end(self, last: BaseException | None = None) -> None:
         if not self.ended:
             self.ended = True
-            self.frames.put_nowait(last)
+            self.frames.append(last)
+            self.arrived.set()
+
+    async def next(self) -> tuple[int, bytes] | BaseException | None:
+        """The next frame; the CHUNKs queued one after another joined into one, so that a
+        reader that fell behind sends what it owes in one write."""
+        while not self.frames:
+            self.arrived.clear()
+            await self.arrived.wait()
+        frame = self.frames.popleft()
+        if isinstance(frame, tuple) and frame[0] == CHUNK:
+            parts = [frame[1]]
+            while self.frames and isinstance(self.frames[0], tuple) and self.frames[0][0] == CHUNK:
+                parts.append(self.frames.popleft()[1])
+            frame = (CHUNK, b"".join(parts))
+        return frame
 
 
 class ComputePool:
@@ -149,7 +169,7 @@ class ComputePool:
         self, job: dict[str, Any], pixels: np.ndarray
     ) -> AsyncIterator[tuple[int, bytes]]:
         """(kind, payload) for each CHUNK, RECORD, SAVED and FAILED frame of one run, in
-        order (chunks that arrived together joined); ComputeProcessDied if its child dies
+        order (chunks queued one after another joined); ComputeProcessDied if its child dies
         first, or if no child can take it. The run's frames queue here, however slowly its
         reader takes them (a slow or stalled client holds its lines, a few hundred KB, not a
         child)."""
@@ -161,7 +181,7 @@ class ComputePool:
         while len(self._drivers) < self.processes:
             self._spawn_driver()
         try:
-            while (item := await pending.frames.get()) is not None:
+            while (item := await pending.next()) is not None:
                 if isinstance(item, BaseException):
                     raise ComputeProcessDied(str(item))
                 yield item
@@ -257,23 +277,15 @@ class ComputePool:
                 child.send(PIXELS, pending.pixels, slot)
             running = len(batch)
             while running:
-                chunks: dict[int, list[bytes]] = {}
                 for kind, slot, payload in await child.receive():
                     pending = batch[slot]
-                    if kind == CHUNK:
-                        chunks.setdefault(slot, []).append(payload)
-                        continue
-                    if slot in chunks:
-                        pending.frames.put_nowait((CHUNK, b"".join(chunks.pop(slot))))
                     if kind == DONE:
                         pending.end()
                         running -= 1
-                    elif kind in (RECORD, SAVED, FAILED):
-                        pending.frames.put_nowait((kind, payload))
+                    elif kind in (CHUNK, RECORD, SAVED, FAILED):
+                        pending.put((kind, payload))
                     else:
                         raise ComputeProcessDied(f"the compute process sent a {kind!r} frame")
-                for slot, parts in chunks.items():
-                    batch[slot].frames.put_nowait((CHUNK, b"".join(parts)))
         except (ComputeProcessDied, OSError, IndexError) as error:
             child.stop()
             for pending in batch:
