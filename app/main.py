@@ -90,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "max_bytes": settings.run_cache_bytes,
                 "ttl_seconds": settings.run_ttl_seconds,
             },
+            batch=settings.compute_batch,
         )
         app.state.compute_pool.adopt(app.state.registry, app.state.run_volumes.too_large_for)
         app.state.decode_pool = DecodePool(

@@ -121,6 +121,11 @@ class Settings(BaseSettings):
         description="Processes that compute forward runs beside this one (one per core by "
         "default); 0 computes them on this process's own threads.",
     )
+    compute_batch: PositiveInt = Field(
+        8,
+        description="Runs a compute process takes into one forward at most, of those waiting "
+        "for it when it comes free (1: one at a time).",
+    )
     decode_workers: int = Field(
         0, ge=0, description="Decoding worker processes; 0 means one per core."
     )
