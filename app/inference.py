@@ -11,6 +11,7 @@ fill one RunRecord (app/record.py) from it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -52,7 +53,7 @@ def checked_stats(layer: Layer, volume: np.ndarray) -> dict[str, float]:
     """The volume's stats; FloatingPointError if it holds NaN or infinity."""
     numbers = stats(volume)
     # min and max are NaN if any number is, and infinite if any is: no pass of its own.
-    if not np.isfinite([numbers["min"], numbers["max"]]).all():
+    if not (math.isfinite(numbers["min"]) and math.isfinite(numbers["max"])):
         raise FloatingPointError(f"layer {layer.name} produced NaN or infinity")
     return numbers
 
