@@ -34,8 +34,8 @@ import numpy as np
 from fastapi import Depends, Request
 
 from app import render
-from app.registry import ServedModel
-from model.channels import INDEXED_KINDS, VisSettings, Visualization, visualize, weights_sha256
+from app.registry import ServedModel, weights_digest
+from model.channels import INDEXED_KINDS, VisSettings, Visualization, visualize
 from model.channels.files import read_index, read_sprite
 from model.weights import SHIPPED_DIR
 
@@ -65,7 +65,6 @@ class ChannelViews:
     def __init__(self, channels_dir: Path | None, cache_dir: Path):
         self.channels_dir = Path(channels_dir) if channels_dir else SHIPPED_DIR
         self.cache_dir = Path(cache_dir)
-        self._hashes: dict[int, str] = {}
         self._indexes: dict[Path, tuple[int, dict[str, Any]]] = {}
         self._sprites: OrderedDict[tuple[Path, int], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
@@ -75,10 +74,7 @@ class ChannelViews:
     # --- the model and its layers ---------------------------------------------------------
 
     def weights_sha256(self, served: ServedModel) -> str:
-        key = id(served.network)
-        if key not in self._hashes:
-            self._hashes[key] = weights_sha256(served.network)
-        return self._hashes[key]
+        return weights_digest(served.network)
 
     def model_dir(self, model_id: str) -> Path:
         return self.channels_dir / f"{model_id}.channels"

@@ -68,7 +68,7 @@ from typing import Any
 
 import numpy as np
 
-from app.registry import Registry, ServedModel
+from app.registry import Registry, ServedModel, weights_digest
 
 CONFIG, READY, BATCH, PIXELS, CHUNK, RECORD, SAVED, FAILED, DONE = b"CRBPKESFD"
 HEADER = struct.Struct("<IcB")  # payload length, kind, slot
@@ -150,15 +150,13 @@ class ComputePool:
     def adopt(self, registry: Registry, too_large: Any = None) -> None:
         """Note the networks the server loaded: runs of these, and only while the server
         still holds them, go to the children. `too_large(served)`: runs stored whole."""
-        from model.channels import weights_sha256
-
         for model_id, served in registry.models.items():
             if too_large is None or not too_large(served):
                 net = served.network
                 run_bytes = sum(math.prod(layer.output_shape) for layer in net.layers)
                 run_bytes *= net.dtype.itemsize
                 limit = max(1, min(self.batch, BATCH_BYTES // max(run_bytes, 1)))
-                self._networks[model_id] = (net, weights_sha256(net), limit)
+                self._networks[model_id] = (net, weights_digest(net), limit)
 
     def serves(self, served: ServedModel) -> bool:
         """Whether a run of `served` is computed by a child."""

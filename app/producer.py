@@ -17,11 +17,11 @@ from typing import Protocol
 import numpy as np
 
 from app import inference, stream
+from app.gate import Emit
 from app.record import RunRecord
 from app.registry import ServedModel
 from model.layers import Layer
 
-Emit = Callable[[bytes], None]
 FAILED_DETAIL = "The server could not finish this run; please upload the image again."
 
 

@@ -7,6 +7,7 @@ untrained, so the viewer works (and shows what an untrained network does) before
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -15,6 +16,19 @@ from fastapi import Depends, Request
 import model
 
 log = logging.getLogger(__name__)
+
+# A network's weights digest, worked out once per network object (the compute pool and the
+# channel views both need it); gone with the network.
+_DIGESTS: weakref.WeakKeyDictionary[model.Network, str] = weakref.WeakKeyDictionary()
+
+
+def weights_digest(network: model.Network) -> str:
+    """The sha256 over a served network's weights (model.channels.weights_sha256)."""
+    if (digest := _DIGESTS.get(network)) is None:
+        from model.channels import weights_sha256
+
+        digest = _DIGESTS[network] = weights_sha256(network)
+    return digest
 
 
 @dataclass
