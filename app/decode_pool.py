@@ -228,6 +228,12 @@ class _Worker:
 # --- the worker process ------------------------------------------------------------------
 
 
+def _resident_bytes() -> int:
+    """This process's resident memory (/proc/self/statm: a third of the cost of status)."""
+    with open("/proc/self/statm", "rb") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def _status_kb(field: str) -> int:
     with open("/proc/self/status") as status:
         for line in status:
@@ -259,7 +265,7 @@ def _serve(connection: Connection, memory_bytes: int) -> None:
     Image.init()  # every format plugin imported before the cap, not during a job
     imaging.configure_pillow(imaging.MAX_PIXELS)
     _cap_address_space(memory_bytes)
-    resident = _status_kb("VmRSS") * 1024
+    resident = _resident_bytes()
     connection.send_bytes(b"ready")
     while True:
         try:
@@ -296,7 +302,7 @@ def _serve(connection: Connection, memory_bytes: int) -> None:
                 "detail": f"The image could not be decoded: {reason}.",
             }
         del data
-        reply["retire"] = _status_kb("VmRSS") * 1024 - resident > RECYCLE_BYTES
+        reply["retire"] = _resident_bytes() - resident > RECYCLE_BYTES
         try:
             connection.send_bytes(json.dumps(reply).encode())
             if reply["ok"]:
