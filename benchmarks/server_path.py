@@ -6,7 +6,8 @@ busy machine distorts less than sampling a server does (benchmarks/profile_serve
 
 Pieces, as app/api/forward.py runs them: decoding and resizing (app/imaging.py, which the
 server runs in a decoding worker: the hop to it is timed apart), the layers with their
-statistics (app/inference.py), the record, the lines (plain base64, and the page's
+statistics (app/inference.py), and the same for a compute process's batch of runs
+(app/producer.py's produce_batch), the record, the lines (plain base64, and the page's
 uint8-split and the page's uint8-predicted, gzip'd line by line), saving the run
 (app/runs.py: its record and input; the volumes stay in memory, app/run_volumes.py). HTTP,
 multipart parsing and the event loop are not here: server_speed.py's whole CPU per run minus
@@ -22,6 +23,7 @@ import tempfile
 import time
 import uuid
 
+import numpy as np
 from server_speed import photo
 from threadpoolctl import threadpool_limits
 
@@ -42,6 +44,16 @@ def cpu_ms(function, repeats: int) -> float:
     return (time.thread_time() - start) * 1000 / repeats
 
 
+BATCH = 8
+
+
+def batch_layers(net, batch) -> None:
+    """A batch's layers with each run's statistics, as app/producer.py's produce_batch."""
+    for layer, volumes in inference.forward_batch(net, batch):
+        for volume in volumes:
+            inference.checked_stats(layer, volume)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=200)
@@ -54,6 +66,7 @@ def main() -> None:
     limits = {"digits": False, "max_pixels": imaging.MAX_PIXELS, "max_aspect": 20.0}
     pixels = imaging.prepare(image, net.input_shape, **limits)
     x = net.preprocess(pixels[None])
+    batch = np.repeat(pixels[None], BATCH, axis=0)
     computed = list(inference.layers(net, pixels))
     volumes = [volume for _, volume, _ in computed]
     pool = DecodePool(1, 10, 512 << 20)
@@ -88,6 +101,11 @@ def main() -> None:
                 lambda: loop.run_until_complete(pool.prepare(image, net.input_shape, **limits)),
             ),
             ("layers with their statistics", lambda: list(inference.layers(net, pixels))),
+            (
+                f"the same in a compute process's batch of {BATCH} (per run)",
+                lambda: batch_layers(net, batch),
+                BATCH,
+            ),
             ("the record", record),
             ("lines: plain base64", lambda: lines("uint8", stream.Plain())),
             ("lines: uint8-split, gzip'd per line", lambda: lines("uint8-split", stream.Gzip())),
@@ -102,7 +120,11 @@ def main() -> None:
             with store.open(run.id) as stored:
                 RunVolumes(registry, 1 << 30).layer(stored, 0)
 
-        results = [(name, cpu_ms(function, args.repeats)) for name, function in pieces]
+        # A piece is (name, function[, runs it computes per call]).
+        results = [
+            (name, cpu_ms(function, args.repeats) / (rest[0] if rest else 1))
+            for name, function, *rest in pieces
+        ]
         results.append(("bare forward, again", cpu_ms(lambda: net.forward(x), args.repeats)))
         store.save(run.id, run.dump(), pixels)  # after the saves above, which evict
         extra = (
