@@ -78,7 +78,9 @@ def produce_batch(
     served: ServedModel, jobs: list[Job], flush: Callable[[], None] = lambda: None
 ) -> None:
     """`produce` for several runs of one model through one forward of their batch: each
-    layer's lines are emitted, then `flush()`ed together, as soon as the layer is computed."""
+    layer's lines are emitted, then `flush()`ed together, as soon as the layer is computed
+    (a line waits only for the other lines of its layer, a fraction of a millisecond each);
+    then each run is kept and its scores line flushed, run after run."""
     net = served.network
     live = dict(enumerate(jobs))  # position in the batch -> job, while it has not failed
     try:
@@ -103,7 +105,7 @@ def produce_batch(
             job.emit(job.wire(stream.scores_line(job.record, job.elapsed_ms())) + job.wire.end())
         except Exception as error:
             job.fail(job, error)
-    flush()
+        flush()  # each run's scores as soon as it is kept, not after the others' saves
 
 
 def _emit_layer(job: Job, layer: Layer, volume: np.ndarray) -> None:

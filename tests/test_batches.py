@@ -111,6 +111,10 @@ def test_a_batch_emits_the_lines_each_run_gets_alone_and_a_failing_run_fails_alo
     # Every layer's lines went out together, one flush per layer, before the next layer.
     layers = len(served.network.layers)
     assert flushes[:layers] == [[n, n, n] for n in range(1, layers + 1)]
+    # Then each run's scores line went out as soon as that run was kept (the failed one's
+    # error is its own: no scores line).
+    done, left = layers + 1, layers
+    assert flushes[layers:] == [[done, left, left], [done, left, left], [done, left, done]]
 
 
 async def test_runs_waiting_for_a_child_go_through_one_forward_with_their_own_lines(
