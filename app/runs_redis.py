@@ -57,7 +57,7 @@ class RedisRunStore:
     def save(
         self,
         run_id: str,
-        meta: dict[str, Any],
+        meta: dict[str, Any] | bytes,
         pixels: np.ndarray,
         volumes: list[np.ndarray] | tuple = (),
     ) -> None:

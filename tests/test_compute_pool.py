@@ -236,3 +236,30 @@ async def test_a_reader_that_stops_reading_does_not_hold_the_child(tmp_path: Pat
         assert pool.started == 1
     finally:
         await pool.close()
+
+
+async def test_with_runs_in_redis_the_server_keeps_what_a_child_computed(
+    tmp_path: Path, redis_url: str
+) -> None:
+    settings = Settings(
+        runs_dir=tmp_path / "runs",
+        models_dir=tmp_path / "models",
+        compute_processes=1,
+        redis_url=redis_url,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            response = await client.post(URL, files={"image": ("a.png", png(photo(seed=4)))})
+            assert response.status_code == 200
+            lines = [json.loads(line) for line in response.content.splitlines()]
+            assert lines[-1]["type"] == "scores" and app.state.compute_pool.started == 1
+            run_id = response.headers["x-run-id"]
+            # The child sent the record (RECORD) and this side kept it in Redis, before the
+            # scores line: the run, its stats and its layers are served from there.
+            run = (await client.get(f"/api/runs/{run_id}")).json()
+            streamed = [line["stats"] for line in lines if line["type"] == "layer"]
+            assert [layer["stats"] for layer in run["layers"]] == streamed
+            layer = await client.get(f"/api/runs/{run_id}/layers/4.json")
+            assert layer.status_code == 200

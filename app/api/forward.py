@@ -4,7 +4,6 @@ app/stream.py)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -180,10 +179,10 @@ class Keep(NamedTuple):
         """The run, so that any worker can serve its layers; a run too large for this
         worker's memory is stored whole."""
         if self.volumes.too_large(volumes):
-            self.store.save(record.id, record.dump(), pixels, volumes)
+            self.store.save(record.id, record.dump_json(), pixels, volumes)
         else:
             self.volumes.keep(record.id, volumes)
-            self.store.save(record.id, record.dump(), pixels)
+            self.store.save(record.id, record.dump_json(), pixels)
 
 
 @dataclass
@@ -250,7 +249,7 @@ async def _run_in_child(pool: ComputePool, run: Run) -> AsyncIterator[bytes]:
                 sent = True
                 yield payload
             elif kind == RECORD:
-                await run.gate.run(run.keep.store.save, record.id, json.loads(payload), pixels)
+                await run.gate.run(run.keep.store.save, record.id, payload, pixels)
             elif kind == FAILED:
                 log.error("run %s on %s failed:\n%s", record.id, run.served.id, payload.decode())
     except ComputeProcessDied as error:
