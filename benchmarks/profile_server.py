@@ -35,7 +35,7 @@ PIECES = [
     ("decoding (imaging, PIL)", ["_serve (app/decode_pool.py", "(PIL", "imaging.py"]),
     ("decoding (server's side: the hop)", ["prepare (app/decode_pool.py", "call (app/decode_pool"]),
     ("multipart parsing", ["upload.py", "python_multipart"]),
-    ("forward (the layers)", ["(model/"]),
+    ("forward (the layers)", ["(model/", "forward_batch (app/inference.py"]),
     ("statistics and finite check", ["stats (app/inference.py", "layers (app/inference.py"]),
     ("encoding the lines", ["(app/stream.py", "compress", "Gzip.__call__"]),
     ("saving the run", ["(app/runs.py"]),
