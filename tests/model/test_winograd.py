@@ -26,6 +26,23 @@ def test_conv3x3_matches_the_loop_convolution(n, h, w, c, f):
     np.testing.assert_allclose(out, loop_conv(x, weight, bias, 1, 1), atol=1e-12)
 
 
+@pytest.mark.parametrize("h, w", [(6, 6), (5, 7), (1, 1), (2, 3)])
+def test_input_tiles_are_b_transpose_d_b_of_every_padded_4x4_tile(h, w):
+    rng = np.random.default_rng(h * 10 + w)
+    x = rng.standard_normal((2, h, w, 3))
+    th, tw = winograd._tile_counts(x.shape)
+    tiles = np.empty((16, 2, th, tw, 3))
+    winograd._input_tiles(x, tiles)
+    b_t = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
+    padded = np.zeros((2, 2 * th + 2, 2 * tw + 2, 3))
+    padded[:, 1 : h + 1, 1 : w + 1] = x
+    for ti in range(th):
+        for tj in range(tw):
+            d = padded[:, 2 * ti : 2 * ti + 4, 2 * tj : 2 * tj + 4]  # (N, 4, 4, C)
+            expected = np.einsum("ia,nabc,jb->ijnc", b_t, d, b_t).reshape(16, 2, 3)
+            np.testing.assert_allclose(tiles[:, :, ti, tj], expected, atol=1e-12)
+
+
 def test_only_3x3_stride_1_padding_1_applies():
     assert winograd.applies(3, 1, 1)
     assert not any(winograd.applies(*geometry) for geometry in [(3, 2, 1), (3, 1, 0), (5, 1, 2)])
