@@ -195,14 +195,17 @@ class Conv(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         return self._forward_im2col(x)[0]
 
-    def forward_train(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
-        """The output, and what backward needs: the input's shape, then either its im2col
-        columns or, by Winograd, its transformed tiles."""
+    def forward_train(self, x: np.ndarray, relu: bool = False) -> tuple[np.ndarray, Any]:
+        """The output (max(0, output) if relu: see ConvReLU), and what backward needs: the
+        input's shape, then either its im2col columns or, by Winograd, its transformed
+        tiles."""
         if self._winograd(x.shape[3]):
             filters = winograd.transform_filters(self.params["weight"])
-            out, tiles = winograd.conv3x3_keeping_tiles(x, filters, self.params["bias"])
+            out, tiles = winograd.conv3x3_keeping_tiles(x, filters, self.params["bias"], relu)
             return out, (x.shape, None, tiles)
         out, cols = self._forward_im2col(x)
+        if relu:
+            np.maximum(out, 0, out=out)
         return out, (x.shape, cols, None)
 
     def _forward_im2col(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -213,21 +216,29 @@ class Conv(Layer):
         out += self.params["bias"]
         return out.reshape(n, ho, wo, f), cols
 
-    def backward(self, dout: np.ndarray, cache: Any, need_dx: bool = True):
+    def backward(
+        self, dout: np.ndarray, cache: Any, need_dx: bool = True, relu_out: np.ndarray | None = None
+    ):
+        """dx (None unless need_dx) and the gradients. relu_out: the output of a ReLU after
+        this layer (ConvReLU), dout then being the gradient of that ReLU's output."""
         x_shape, cols, tiles = cache
         n, h, w, c = x_shape
         ho, wo, f = self.output_shape
         k, s, p = self.size, self.stride, self.pad
-        dout_rows = dout.reshape(-1, f)
         # The input's gradient by Winograd: the same full convolution as below, filters
         # (C, F, 3, 3), flipped.
         flipped = None
         if need_dx and self._winograd(f):
             turned = self.params["weight"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
             flipped = winograd.transform_filters(turned)
+        if relu_out is not None and (tiles is None or (need_dx and flipped is None)):
+            # winograd.gradients applies the mask chunk by chunk, where it computes
+            # everything that reads dout; here it cannot.
+            dout, relu_out = dout * (relu_out > 0), None
+        dout_rows = dout.reshape(-1, f)
         dx = None
         if tiles is not None:
-            dx, dweight, dbias = winograd.gradients(tiles, dout, flipped)
+            dx, dweight, dbias = winograd.gradients(tiles, dout, flipped, relu_out)
         else:
             dweight = (dout_rows.T @ cols).reshape(f, k, k, c).transpose(0, 3, 1, 2)
             # A product with ones: a sum over the first axis is several times slower.
@@ -271,6 +282,27 @@ class ReLU(Layer):
     def backward(self, dout: np.ndarray, cache: Any) -> tuple[np.ndarray, Params]:
         # The gradient at exactly 0 is taken as 0, as PyTorch does.
         return dout * (cache > 0), {}
+
+
+class ConvReLU:
+    """A Conv and the ReLU after it as one training step, with the same numbers as the two
+    one after the other: by Winograd, the ReLU is taken on each few images of the conv's
+    output, and its mask applied to each few images of the gradient, while they are in the
+    cache, instead of two more passes over the whole batch in memory
+    (model/winograd.py). Network.loss_and_scores trains every such pair this way."""
+
+    def __init__(self, conv: Conv, relu: ReLU):
+        self.conv, self.relu = conv, relu
+        self.name = conv.name  # the gradients are the conv's
+
+    def forward_train(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        out, cache = self.conv.forward_train(x, relu=True)
+        return out, (cache, out)
+
+    def backward(self, dout: np.ndarray, cache: Any, need_dx: bool = True):
+        """dx (None unless need_dx) and the conv's gradients."""
+        conv_cache, out = cache
+        return self.conv.backward(dout, conv_cache, need_dx, relu_out=out)
 
 
 class MaxPool(Layer):

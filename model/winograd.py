@@ -140,14 +140,17 @@ def conv3x3(x: np.ndarray, filters: np.ndarray, bias: np.ndarray | None = None) 
 
 
 def conv3x3_keeping_tiles(
-    x: np.ndarray, filters: np.ndarray, bias: np.ndarray | None = None
+    x: np.ndarray, filters: np.ndarray, bias: np.ndarray | None = None, relu: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """conv3x3, and the transformed input tiles (16, N * th * tw, C), which filter_gradient
-    needs."""
-    return _convolve(x, filters, bias, keep_tiles=True)
+    needs. With relu, the output is max(0, conv3x3), taken a few images at a time while
+    they are in the cache."""
+    return _convolve(x, filters, bias, keep_tiles=True, relu=relu)
 
 
-def _convolve(x, filters, bias, keep_tiles: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def _convolve(
+    x, filters, bias, keep_tiles: bool, relu: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
     n, h, w, c = x.shape
     f = filters.shape[2]
     th, tw = _tile_counts(x.shape)
@@ -155,14 +158,14 @@ def _convolve(x, filters, bias, keep_tiles: bool) -> tuple[np.ndarray, np.ndarra
     kept = np.empty((16, n, th, tw, c), x.dtype) if keep_tiles else None
     for part in _chunks(n, 16 * th * tw * (c + f) * x.itemsize, th * tw):
         tiles = kept[:, part] if keep_tiles else None
-        _convolve_chunk(x[part], filters, bias, out[part], tiles)
+        _convolve_chunk(x[part], filters, bias, out[part], tiles, relu)
     return out[:, :h, :w], None if kept is None else kept.reshape(16, n * th * tw, c)
 
 
-def _convolve_chunk(x, filters, bias, out, tiles=None) -> None:
-    """conv3x3 of a few images, written into out (N, 2 * th, 2 * tw, F), and their input tiles
-    into `tiles` (16, N, th, tw, C) if given: transformed, multiplied and transformed back
-    while they are still in the cache."""
+def _convolve_chunk(x, filters, bias, out, tiles=None, relu: bool = False) -> None:
+    """conv3x3 of a few images (then max(0, .) if relu), written into out
+    (N, 2 * th, 2 * tw, F), and their input tiles into `tiles` (16, N, th, tw, C) if given:
+    transformed, multiplied and transformed back while they are still in the cache."""
     n, _, _, c = x.shape
     th, tw = out.shape[1] // 2, out.shape[2] // 2
     if tiles is None:
@@ -174,14 +177,21 @@ def _convolve_chunk(x, filters, bias, out, tiles=None) -> None:
         # is all ones): the bias added there is added once to each pixel.
         m[5] += bias
     _output_blocks(m, out)
+    if relu:
+        np.maximum(out, 0, out=out)
 
 
 def gradients(
-    tiles: np.ndarray, dout: np.ndarray, flipped: np.ndarray | None = None
+    tiles: np.ndarray,
+    dout: np.ndarray,
+    flipped: np.ndarray | None = None,
+    relu_out: np.ndarray | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """The gradients of conv3x3: of its input if `flipped` is given (transform_filters of
     its filters turned by 180 degrees, as (C, F, 3, 3)), else None; of its weight
-    (F, C, 3, 3) and of its bias (F,).
+    (F, C, 3, 3) and of its bias (F,). If the output went through a ReLU, relu_out is
+    that ReLU's output and dout the gradient of it: the ReLU's mask is applied to each
+    chunk of dout as it is read (the gradient at exactly 0 taken as 0, as in ReLU).
 
     From the forward pass's kept input tiles and the output gradient dout (N, H, W, F), a
     few images at a time, so that dout is read from memory once: the weight's gradient is
@@ -196,13 +206,14 @@ def gradients(
     per_image = 16 * th * tw * (f if flipped is None else 2 * f + c) * dout.itemsize
     for part in _chunks(n, per_image, th * tw):
         rows = slice(part.start * th * tw, min(part.stop, n) * th * tw)
-        gradient_tiles = _output_gradient_tiles(dout[part], th, tw)
+        chunk = dout[part] if relu_out is None else dout[part] * (relu_out[part] > 0)
+        gradient_tiles = _output_gradient_tiles(chunk, th, tw)
         products += np.matmul(tiles[:, rows].transpose(0, 2, 1), gradient_tiles)
         # Tile (1, 1) of each 2x2 block is the block's sum (A's column 1 is all ones); a
         # product with ones, as a sum over the first axis is several times slower.
         bias += np.ones(rows.stop - rows.start, bias.dtype) @ gradient_tiles[5]
         if dx is not None:
-            _convolve_chunk(dout[part], flipped, None, dx[part])
+            _convolve_chunk(chunk, flipped, None, dx[part])
     taps = G_TAPS_SIGNED @ products.reshape(16, c * f)  # (9, C * F)
     dweight = np.ascontiguousarray(taps.reshape(3, 3, c, f).transpose(3, 2, 0, 1))
     return None if dx is None else dx[:, :h, :w], dweight, bias

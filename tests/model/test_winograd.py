@@ -4,7 +4,8 @@ against finite differences and against im2col."""
 import numpy as np
 import pytest
 
-from model import layers, winograd
+import model
+from model import layers, network, winograd
 from model.layers import Conv
 from tests.model.test_layers import check_layer_gradients, loop_conv
 
@@ -130,3 +131,82 @@ def test_gradients_match_the_loop_convolutions(monkeypatch, chunk_bytes):
             expected[:, :, i, j] = np.einsum("nhwc,nhwf->fc", window, dout)
     np.testing.assert_allclose(dweight, expected, atol=1e-12)
     assert winograd.gradients(tiles, dout)[0] is None
+
+
+@pytest.mark.parametrize(
+    "min_channels, c, f, need_dx",
+    [
+        (1, 3, 4, True),  # both gradients by Winograd, the mask chunk by chunk
+        (1, 3, 4, False),  # the first layer: no input gradient
+        (3, 3, 2, True),  # Winograd forward, input gradient by im2col: the mask up front
+        (10**9, 3, 4, True),  # im2col throughout
+    ],
+)
+def test_a_conv_and_its_relu_train_as_the_two_layers_one_after_the_other(
+    monkeypatch, min_channels, c, f, need_dx
+):
+    monkeypatch.setattr(layers, "WINOGRAD_MIN_CHANNELS", min_channels)
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)  # one image per chunk
+    monkeypatch.setattr(winograd, "CHUNK_ROWS", 1)
+    rng = np.random.default_rng(c * 10 + f)
+    conv = Conv("conv", (5, 6, c), filters=f, size=3, pad=1)
+    conv.params = {k: rng.standard_normal(v.shape) for k, v in conv.params.items()}
+    relu = layers.ReLU("relu", conv.output_shape)
+    x = rng.standard_normal((3, 5, 6, c))
+    dout = rng.standard_normal((3, 5, 6, f))
+    dout[0, 0, 0] = 0  # and a few exact zeros of the conv's output below
+
+    conv.params["bias"][:] = 0
+    conv.params["weight"][0] = 0
+    out, conv_cache = conv.forward_train(x)
+    relu_out, relu_cache = relu.forward_train(out)
+    dx, grads = conv.backward(relu.backward(dout, relu_cache)[0], conv_cache, need_dx)
+
+    fused = layers.ConvReLU(conv, relu)
+    fused_out, cache = fused.forward_train(x)
+    fused_dx, fused_grads = fused.backward(dout, cache, need_dx)
+    assert (relu_out == 0).any()
+    np.testing.assert_allclose(fused_out, relu_out, atol=1e-12)
+    assert (fused_dx is None) == (not need_dx)
+    if need_dx:
+        np.testing.assert_allclose(fused_dx, dx, atol=1e-12)
+    for name in grads:
+        np.testing.assert_allclose(fused_grads[name], grads[name], atol=1e-12)
+
+
+@pytest.mark.usefixtures("winograd_everywhere")
+def test_a_network_of_winograd_convs_and_relus_matches_finite_differences():
+    spec = {
+        "name": "pairs",
+        "input": [6, 5, 2],
+        "layers": [
+            {"kind": "conv", "filters": 3, "size": 3, "stride": 1, "pad": 1},
+            {"kind": "relu"},
+            {"kind": "conv", "filters": 2, "size": 3, "stride": 1, "pad": 1},
+            {"kind": "relu"},
+            {"kind": "pool", "size": 2, "stride": 2},
+            {"kind": "fc", "units": 3},
+        ],
+    }
+    net = model.build(spec, seed=1).astype(np.float64)
+    assert [type(step).__name__ for step in network._training_steps(net.layers)] == [
+        "ConvReLU",
+        "ConvReLU",
+        "MaxPool",
+        "FC",
+    ]
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 6, 5, 2))
+    labels = np.array([0, 2])
+    _, grads = net.loss(x, labels)
+    h = 1e-6
+    for name, value in net.state_dict().items():
+        for index in np.ndindex(value.shape):
+            old = value[index]
+            value[index] = old + h
+            plus = net.loss(x, labels)[0]
+            value[index] = old - h
+            minus = net.loss(x, labels)[0]
+            value[index] = old
+            numeric = (plus - minus) / (2 * h)
+            assert abs(numeric - grads[name][index]) < 1e-6 + 1e-5 * abs(numeric), (name, index)
