@@ -225,20 +225,21 @@ class Conv(Layer):
         n, h, w, c = x_shape
         ho, wo, f = self.output_shape
         k, s, p = self.size, self.stride, self.pad
-        # The input's gradient by Winograd: the same full convolution as below, filters
-        # (C, F, 3, 3), flipped.
+        # The input's gradient by Winograd where the forward pass went by im2col: the same
+        # full convolution as below, filters (C, F, 3, 3), flipped.
         flipped = None
-        if need_dx and self._winograd(f):
+        if need_dx and tiles is None and self._winograd(f):
             turned = self.params["weight"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
             flipped = winograd.transform_filters(turned)
-        if relu_out is not None and (tiles is None or (need_dx and flipped is None)):
-            # winograd.gradients applies the mask chunk by chunk, where it computes
-            # everything that reads dout; here it cannot.
+        if relu_out is not None and tiles is None:
+            # winograd.gradients applies the mask chunk by chunk; here it goes in one pass.
             dout, relu_out = dout * (relu_out > 0), None
         dout_rows = dout.reshape(-1, f)
         dx = None
         if tiles is not None:
-            dx, dweight, dbias = winograd.gradients(tiles, dout, flipped, relu_out)
+            # Both gradients from the kept input tiles and dout's tiles.
+            filters = winograd.transform_filters(self.params["weight"]) if need_dx else None
+            dx, dweight, dbias = winograd.gradients(tiles, dout, filters, relu_out)
         else:
             dweight = (dout_rows.T @ cols).reshape(f, k, k, c).transpose(0, 3, 1, 2)
             # A product with ones: a sum over the first axis is several times slower.
@@ -246,8 +247,10 @@ class Conv(Layer):
         grads = {"weight": np.ascontiguousarray(dweight), "bias": dbias}
         if not need_dx:
             return None, grads
+        if dx is not None:
+            return dx, grads
         if flipped is not None:
-            return (winograd.conv3x3(dout, flipped) if dx is None else dx), grads
+            return winograd.conv3x3(dout, flipped), grads
         if s == 1 and p <= k - 1:
             # dx is the "full" convolution of dout with the flipped filters: one more
             # im2col + matrix product, about twice as fast as scattering columns back.

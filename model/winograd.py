@@ -6,10 +6,10 @@ for a few additions to transform input tiles and output tiles (Lavin and Gray, "
 Algorithms for Convolutional Neural Networks", 2015). In NumPy the 16 multiplications
 become 16 matrix products, (tiles x C) @ (C x F), batched in one np.matmul call.
 
-Used for the training step's 3x3, stride 1, padding 1 convolutions: the forward pass, the
-input gradient (the same kind of convolution, with the filters flipped) and the weight
-gradient (16 products of the kept input tiles with the output gradient's tiles); see Conv
-in model/layers.py. The transforms' entries are 0, +-1 and +-1/2, so the results match
+Used for the training step's 3x3, stride 1, padding 1 convolutions: the forward pass, and
+both gradients from the output gradient's tiles: the weight's (16 products with the kept
+input tiles) and the input's (16 products with the filters, then the input transform
+backwards); see Conv in model/layers.py. The transforms' entries are 0, +-1 and +-1/2, so the results match
 im2col to float32 rounding.
 """
 
@@ -97,7 +97,8 @@ def _output_blocks(m: np.ndarray, out: np.ndarray) -> None:
 # A's last row is [0, -1]: _output_gradient_tiles leaves that sign out (a pass fewer), and
 # the weight gradient puts it back on the 16 summed products, through G^T.
 A_SIGNS = np.array([1, 1, 1, -1], np.float32)
-G_TAPS_SIGNED = G_TAPS.T * np.kron(A_SIGNS, A_SIGNS)
+TILE_SIGNS = np.kron(A_SIGNS, A_SIGNS)
+G_TAPS_SIGNED = G_TAPS.T * TILE_SIGNS
 
 
 def _output_gradient_tiles(dout: np.ndarray, th: int, tw: int) -> np.ndarray:
@@ -184,26 +185,34 @@ def _convolve_chunk(x, filters, bias, out, tiles=None, relu: bool = False) -> No
 def gradients(
     tiles: np.ndarray,
     dout: np.ndarray,
-    flipped: np.ndarray | None = None,
+    filters: np.ndarray | None = None,
     relu_out: np.ndarray | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-    """The gradients of conv3x3: of its input if `flipped` is given (transform_filters of
-    its filters turned by 180 degrees, as (C, F, 3, 3)), else None; of its weight
-    (F, C, 3, 3) and of its bias (F,). If the output went through a ReLU, relu_out is
-    that ReLU's output and dout the gradient of it: the ReLU's mask is applied to each
-    chunk of dout as it is read (the gradient at exactly 0 taken as 0, as in ReLU).
+    """The gradients of conv3x3: of its input if `filters` is given (transform_filters of
+    its weight, as in the forward pass), else None; of its weight (F, C, 3, 3) and of its
+    bias (F,). If the output went through a ReLU, relu_out is that ReLU's output and dout
+    the gradient of it: the ReLU's mask is applied to each chunk of dout as it is read
+    (the gradient at exactly 0 taken as 0, as in ReLU).
 
     From the forward pass's kept input tiles and the output gradient dout (N, H, W, F), a
-    few images at a time, so that dout is read from memory once: the weight's gradient is
-    16 products (C x tiles) @ (tiles x F), summed over the chunks, then G^T du G back to
-    3x3; the input's gradient is the full convolution of dout with the flipped filters."""
+    few images at a time, so that dout is read from memory once. Both gradients start from
+    dout's tiles A dY A^T, the gradient of the 16 products: the weight's is 16 products
+    (C x tiles) @ (tiles x F), summed over the chunks, then G^T du G back to 3x3; the
+    input's is 16 products (tiles x F) @ (F x C) with the transposed filters, then each
+    tile's B du B^T added back where the forward pass read it (_input_gradient). This
+    takes the place of a whole convolution of dout with the flipped filters: dout's tiles
+    are already there, and no input transform of dout is needed."""
     n, h, w, f = dout.shape
     c = tiles.shape[2]
     th, tw = _tile_counts(dout.shape)
     products = np.zeros((16, c, f), np.result_type(tiles, dout))
     bias = np.zeros(f, products.dtype)
-    dx = None if flipped is None else np.empty((n, 2 * th, 2 * tw, c), dout.dtype)
-    per_image = 16 * th * tw * (f if flipped is None else 2 * f + c) * dout.itemsize
+    dx = back = None
+    if filters is not None:
+        dx = np.empty((n, 2 * th, 2 * tw, c), dout.dtype)
+        # The gradient tiles leave out A's negative sign (A_SIGNS): it goes on the filters.
+        back = filters.transpose(0, 2, 1) * TILE_SIGNS[:, None, None]  # (16, F, C)
+    per_image = th * tw * (16 * f + (0 if dx is None else 26 * c)) * dout.itemsize
     for part in _chunks(n, per_image, th * tw):
         rows = slice(part.start * th * tw, min(part.stop, n) * th * tw)
         chunk = dout[part] if relu_out is None else dout[part] * (relu_out[part] > 0)
@@ -213,10 +222,43 @@ def gradients(
         # product with ones, as a sum over the first axis is several times slower.
         bias += np.ones(rows.stop - rows.start, bias.dtype) @ gradient_tiles[5]
         if dx is not None:
-            _convolve_chunk(chunk, flipped, None, dx[part])
+            input_tiles = np.matmul(gradient_tiles, back)
+            _input_gradient(input_tiles.reshape(16, len(chunk), th, tw, c), dx[part])
     taps = G_TAPS_SIGNED @ products.reshape(16, c * f)  # (9, C * F)
     dweight = np.ascontiguousarray(taps.reshape(3, 3, c, f).transpose(3, 2, 0, 1))
     return None if dx is None else dx[:, :h, :w], dweight, bias
+
+
+def _input_gradient(dtiles: np.ndarray, dx: np.ndarray) -> None:
+    """The transpose of _input_tiles: each tile's B d B^T (dtiles (16, N, th, tw, C)) added
+    into the 4x4 pixels it was read from, the padding left out: dx (N, 2 * th, 2 * tw, C).
+
+    Rows, then columns, each in the parity split of _input_tiles: a pixel of odd index
+    (in the unpadded input) gets row a = 2 of the tile above-left of it and row a = 0 of
+    its own; one of even index gets row a = 1 of its own tile and row a = 3 of the one
+    before (B's columns: [1, 0, -1, 0], [0, 1, -1, 1], [0, 1, 1, 0], [0, 0, 0, -1])."""
+    _, n, th, tw, c = dtiles.shape
+    rows = np.empty((4, n, 2, th, tw, c), dtiles.dtype)  # [j, :, 0]: odd rows, [j, :, 1]: even
+    for j in range(4):
+        d0, d1, d2, d3 = dtiles[j], dtiles[4 + j], dtiles[8 + j], dtiles[12 + j]
+        odd, even = rows[j, :, 0], rows[j, :, 1]
+        np.add(d1, d2, out=odd)
+        odd -= d0
+        odd[:, : th - 1] += d0[:, 1:]
+        np.subtract(d1, d2, out=even)
+        even += d3
+        even[:, 1:] -= d3[:, : th - 1]
+    # dx as (N, row parity, th, column parity, tw, C), odd before even as in `rows`.
+    split = dx.reshape(n, th, 2, tw, 2, c).transpose(0, 2, 1, 4, 3, 5)[:, ::-1, :, ::-1]
+    e0, e1, e2, e3 = rows
+    columns = np.add(e1, e2)
+    columns -= e0
+    columns[..., : tw - 1, :] += e0[..., 1:, :]
+    split[:, :, :, 0] = columns
+    np.subtract(e1, e2, out=columns)
+    columns += e3
+    columns[..., 1:, :] -= e3[..., : tw - 1, :]
+    split[:, :, :, 1] = columns
 
 
 def filter_gradient(tiles: np.ndarray, dout: np.ndarray) -> np.ndarray:

@@ -44,6 +44,26 @@ def test_input_tiles_are_b_transpose_d_b_of_every_padded_4x4_tile(h, w):
             np.testing.assert_allclose(tiles[:, :, ti, tj], expected, atol=1e-12)
 
 
+@pytest.mark.parametrize("h, w", [(6, 6), (5, 7), (1, 1), (2, 3)])
+def test_the_input_gradient_of_tiles_is_the_transpose_of_making_them(h, w):
+    # <tiles of x, dtiles> = <x, _input_gradient(dtiles)> for every x and dtiles.
+    rng = np.random.default_rng(h * 10 + w)
+    x = rng.standard_normal((2, h, w, 3))
+    th, tw = winograd._tile_counts(x.shape)
+    tiles = np.empty((16, 2, th, tw, 3))
+    winograd._input_tiles(x, tiles)
+    dtiles = rng.standard_normal(tiles.shape)
+    dx = np.empty((2, 2 * th, 2 * tw, 3))
+    winograd._input_gradient(dtiles, dx)
+    np.testing.assert_allclose(np.sum(tiles * dtiles), np.sum(x * dx[:, :h, :w]), rtol=1e-12)
+    # and pixel by pixel: each entry of x alone.
+    for index in [(0, 0, 0, 0), (1, h - 1, w - 1, 2), (0, h // 2, w // 2, 1)]:
+        unit = np.zeros_like(x)
+        unit[index] = 1
+        winograd._input_tiles(unit, tiles)
+        np.testing.assert_allclose(np.sum(tiles * dtiles), dx[:, :h, :w][index], atol=1e-12)
+
+
 def test_only_3x3_stride_1_padding_1_applies():
     assert winograd.applies(3, 1, 1)
     assert not any(winograd.applies(*geometry) for geometry in [(3, 2, 1), (3, 1, 0), (5, 1, 2)])
@@ -117,9 +137,9 @@ def test_gradients_match_the_loop_convolutions(monkeypatch, chunk_bytes):
     weight = rng.standard_normal((4, 2, 3, 3))
     dout = rng.standard_normal((3, 5, 6, 4))
     _, tiles = winograd.conv3x3_keeping_tiles(x, winograd.transform_filters(weight))
-    turned = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-    dx, dweight, dbias = winograd.gradients(tiles, dout, winograd.transform_filters(turned))
+    dx, dweight, dbias = winograd.gradients(tiles, dout, winograd.transform_filters(weight))
     # The input's gradient is the full convolution of dout with the turned filters.
+    turned = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
     np.testing.assert_allclose(dx, loop_conv(dout, turned, np.zeros(2), 1, 1), atol=1e-12)
     np.testing.assert_allclose(dbias, dout.sum(axis=(0, 1, 2)), atol=1e-12)
     # The weight's gradient: each tap's input pixels times dout, over the zero-padded input.
@@ -138,7 +158,8 @@ def test_gradients_match_the_loop_convolutions(monkeypatch, chunk_bytes):
     [
         (1, 3, 4, True),  # both gradients by Winograd, the mask chunk by chunk
         (1, 3, 4, False),  # the first layer: no input gradient
-        (3, 3, 2, True),  # Winograd forward, input gradient by im2col: the mask up front
+        (3, 3, 2, True),  # Winograd forward, the input gradient from its tiles too
+        (4, 3, 4, True),  # im2col forward, input gradient by Winograd: the mask up front
         (10**9, 3, 4, True),  # im2col throughout
     ],
 )
