@@ -9,8 +9,8 @@ become 16 matrix products, (tiles x C) @ (C x F), batched in one np.matmul call.
 Used for the training step's 3x3, stride 1, padding 1 convolutions: the forward pass, and
 both gradients from the output gradient's tiles: the weight's (16 products with the kept
 input tiles) and the input's (16 products with the filters, then the input transform
-backwards); see Conv in model/layers.py. The transforms' entries are 0, +-1 and +-1/2, so the results match
-im2col to float32 rounding.
+backwards); see Conv in model/layers.py. The transforms' entries are 0, +-1 and +-1/2, so
+the results match im2col to float32 rounding.
 """
 
 from __future__ import annotations
