@@ -216,41 +216,32 @@ class Conv(Layer):
         out += self.params["bias"]
         return out.reshape(n, ho, wo, f), cols
 
-    def backward(
-        self, dout: np.ndarray, cache: Any, need_dx: bool = True, relu_out: np.ndarray | None = None
-    ):
-        """dx (None unless need_dx) and the gradients. relu_out: the output of a ReLU after
-        this layer (ConvReLU), dout then being the gradient of that ReLU's output."""
+    def backward(self, dout: np.ndarray | ChunkedGradient, cache: Any, need_dx: bool = True):
+        """dx (None unless need_dx) and the gradients; dout may be computed a few images at
+        a time (ConvReLU)."""
         x_shape, cols, tiles = cache
         n, h, w, c = x_shape
         ho, wo, f = self.output_shape
         k, s, p = self.size, self.stride, self.pad
-        # The input's gradient by Winograd where the forward pass went by im2col: the same
-        # full convolution as below, filters (C, F, 3, 3), flipped.
-        flipped = None
-        if need_dx and tiles is None and self._winograd(f):
-            turned = self.params["weight"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-            flipped = winograd.transform_filters(turned)
-        if relu_out is not None and tiles is None:
-            # winograd.gradients applies the mask chunk by chunk; here it goes in one pass.
-            dout, relu_out = dout * (relu_out > 0), None
-        dout_rows = dout.reshape(-1, f)
-        dx = None
         if tiles is not None:
             # Both gradients from the kept input tiles and dout's tiles.
             filters = winograd.transform_filters(self.params["weight"]) if need_dx else None
-            dx, dweight, dbias = winograd.gradients(tiles, dout, filters, relu_out)
-        else:
-            dweight = (dout_rows.T @ cols).reshape(f, k, k, c).transpose(0, 3, 1, 2)
-            # A product with ones: a sum over the first axis is several times slower.
-            dbias = np.ones(len(dout_rows), dout.dtype) @ dout_rows
+            dx, dweight, dbias = winograd.gradients(tiles, dout, filters)
+            return dx, {"weight": dweight, "bias": dbias}
+        if isinstance(dout, ChunkedGradient):
+            dout = dout[:]  # the whole batch at once
+        dout_rows = dout.reshape(-1, f)
+        dweight = (dout_rows.T @ cols).reshape(f, k, k, c).transpose(0, 3, 1, 2)
+        # A product with ones: a sum over the first axis is several times slower.
+        dbias = np.ones(len(dout_rows), dout.dtype) @ dout_rows
         grads = {"weight": np.ascontiguousarray(dweight), "bias": dbias}
         if not need_dx:
             return None, grads
-        if dx is not None:
-            return dx, grads
-        if flipped is not None:
-            return winograd.conv3x3(dout, flipped), grads
+        if self._winograd(f):
+            # The input's gradient by Winograd where the forward pass went by im2col: the
+            # same full convolution as below, filters (C, F, 3, 3), flipped.
+            turned = self.params["weight"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+            return winograd.conv3x3(dout, winograd.transform_filters(turned)), grads
         if s == 1 and p <= k - 1:
             # dx is the "full" convolution of dout with the flipped filters: one more
             # im2col + matrix product, about twice as fast as scattering columns back.
@@ -285,27 +276,6 @@ class ReLU(Layer):
     def backward(self, dout: np.ndarray, cache: Any) -> tuple[np.ndarray, Params]:
         # The gradient at exactly 0 is taken as 0, as PyTorch does.
         return dout * (cache > 0), {}
-
-
-class ConvReLU:
-    """A Conv and the ReLU after it as one training step, with the same numbers as the two
-    one after the other: by Winograd, the ReLU is taken on each few images of the conv's
-    output, and its mask applied to each few images of the gradient, while they are in the
-    cache, instead of two more passes over the whole batch in memory
-    (model/winograd.py). Network.loss_and_scores trains every such pair this way."""
-
-    def __init__(self, conv: Conv, relu: ReLU):
-        self.conv, self.relu = conv, relu
-        self.name = conv.name  # the gradients are the conv's
-
-    def forward_train(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
-        out, cache = self.conv.forward_train(x, relu=True)
-        return out, (cache, out)
-
-    def backward(self, dout: np.ndarray, cache: Any, need_dx: bool = True):
-        """dx (None unless need_dx) and the conv's gradients."""
-        conv_cache, out = cache
-        return self.conv.backward(dout, conv_cache, need_dx, relu_out=out)
 
 
 class MaxPool(Layer):
@@ -381,6 +351,50 @@ class MaxPool(Layer):
     def __repr__(self) -> str:
         h, w, d = self.output_shape
         return f"POOL {self.size}x{self.size}/{self.stride} -> {h}x{w}x{d}"
+
+
+class ConvReLU:
+    """A Conv, the ReLU after it and the max pool after that, if any, as one training step,
+    with the same numbers as the layers one after the other. By Winograd, the ReLU is taken
+    on each few images of the conv's output while they are in the cache, and the gradient
+    is carried back through the pool and the ReLU's mask a few images at a time, as the
+    conv's backward pass reads it (ChunkedGradient): no whole-batch gradient between them.
+    Network.loss_and_scores trains every such run of layers this way."""
+
+    def __init__(self, conv: Conv, relu: ReLU, pool: MaxPool | None = None):
+        self.conv, self.relu, self.pool = conv, relu, pool
+        self.name = conv.name  # the gradients are the conv's
+
+    def forward_train(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        out, cache = self.conv.forward_train(x, relu=True)
+        if self.pool is None:
+            return out, (cache, out, None)
+        pooled = self.pool.forward(out)
+        return pooled, (cache, out, pooled)
+
+    def backward(self, dout: np.ndarray, cache: Any, need_dx: bool = True):
+        """dx (None unless need_dx) and the conv's gradients."""
+        conv_cache, out, pooled = cache
+        gradient = ChunkedGradient(dout, out, self.pool, pooled)
+        return self.conv.backward(gradient, conv_cache, need_dx)
+
+
+class ChunkedGradient:
+    """The gradient of a ConvReLU's conv output, computed for a few images at a time when
+    they are read (gradient[images]): dout back through the max pool, if any, then through
+    the ReLU's mask. Where the pool's maximum is 0 the ReLU let nothing through, so the
+    mask is applied to the pooled gradient (a quarter of the pixels for 2x2)."""
+
+    def __init__(self, dout, relu_out, pool: MaxPool | None = None, pooled=None):
+        self.dout, self.relu_out, self.pool, self.pooled = dout, relu_out, pool, pooled
+        self.shape, self.dtype = relu_out.shape, dout.dtype
+
+    def __getitem__(self, images: slice) -> np.ndarray:
+        if self.pool is None:
+            return self.dout[images] * (self.relu_out[images] > 0)
+        pooled = self.pooled[images]
+        dout = self.dout[images] * (pooled > 0)
+        return self.pool.backward(dout, (self.relu_out[images], pooled))[0]
 
 
 class FC(Layer):

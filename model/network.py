@@ -22,6 +22,7 @@ from model.layers import (
     Conv,
     ConvReLU,
     Layer,
+    MaxPool,
     ReceptiveField,
     ReLU,
     Shape,
@@ -253,13 +254,16 @@ def _build_layers(definitions: list[dict[str, Any]], input_shape: Shape) -> list
 
 
 def _training_steps(layers: list[Layer]) -> list[Layer | ConvReLU]:
-    """The layers as the training step computes them: a Conv and the ReLU after it as one
-    ConvReLU (the same numbers, fewer passes over memory). Exact types only: a subclass
-    may compute otherwise."""
+    """The layers as the training step computes them: a Conv, the ReLU after it and a max
+    pool after that, if any, as one ConvReLU (the same numbers, fewer passes over memory).
+    Exact types only: a subclass may compute otherwise."""
     steps: list[Layer | ConvReLU] = []
     for layer in layers:
-        if type(layer) is ReLU and steps and type(steps[-1]) is Conv:
-            steps[-1] = ConvReLU(steps[-1], layer)
+        last = steps[-1] if steps else None
+        if type(layer) is ReLU and type(last) is Conv:
+            steps[-1] = ConvReLU(last, layer)
+        elif type(layer) is MaxPool and type(last) is ConvReLU and last.pool is None:
+            steps[-1] = ConvReLU(last.conv, last.relu, layer)
         else:
             steps.append(layer)
     return steps

@@ -183,16 +183,13 @@ def _convolve_chunk(x, filters, bias, out, tiles=None, relu: bool = False) -> No
 
 
 def gradients(
-    tiles: np.ndarray,
-    dout: np.ndarray,
-    filters: np.ndarray | None = None,
-    relu_out: np.ndarray | None = None,
+    tiles: np.ndarray, dout: np.ndarray, filters: np.ndarray | None = None
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """The gradients of conv3x3: of its input if `filters` is given (transform_filters of
     its weight, as in the forward pass), else None; of its weight (F, C, 3, 3) and of its
-    bias (F,). If the output went through a ReLU, relu_out is that ReLU's output and dout
-    the gradient of it: the ReLU's mask is applied to each chunk of dout as it is read
-    (the gradient at exactly 0 taken as 0, as in ReLU).
+    bias (F,). dout is read only as dout[images] (a slice of the batch), and its shape
+    and dtype: any object that computes its chunks on demand will do (the ReLU and max
+    pool after a conv, model/layers.py ConvReLU).
 
     From the forward pass's kept input tiles and the output gradient dout (N, H, W, F), a
     few images at a time, so that dout is read from memory once. Both gradients start from
@@ -205,17 +202,17 @@ def gradients(
     n, h, w, f = dout.shape
     c = tiles.shape[2]
     th, tw = _tile_counts(dout.shape)
-    products = np.zeros((16, c, f), np.result_type(tiles, dout))
+    products = np.zeros((16, c, f), np.result_type(tiles.dtype, dout.dtype))
     bias = np.zeros(f, products.dtype)
     dx = back = None
     if filters is not None:
         dx = np.empty((n, 2 * th, 2 * tw, c), dout.dtype)
         # The gradient tiles leave out A's negative sign (A_SIGNS): it goes on the filters.
         back = filters.transpose(0, 2, 1) * TILE_SIGNS[:, None, None]  # (16, F, C)
-    per_image = th * tw * (16 * f + (0 if dx is None else 26 * c)) * dout.itemsize
+    per_image = th * tw * (16 * f + (0 if dx is None else 26 * c)) * np.dtype(dout.dtype).itemsize
     for part in _chunks(n, per_image, th * tw):
         rows = slice(part.start * th * tw, min(part.stop, n) * th * tw)
-        chunk = dout[part] if relu_out is None else dout[part] * (relu_out[part] > 0)
+        chunk = dout[part]
         gradient_tiles = _output_gradient_tiles(chunk, th, tw)
         products += np.matmul(tiles[:, rows].transpose(0, 2, 1), gradient_tiles)
         # Tile (1, 1) of each 2x2 block is the block's sum (A's column 1 is all ones); a

@@ -163,8 +163,9 @@ def test_gradients_match_the_loop_convolutions(monkeypatch, chunk_bytes):
         (10**9, 3, 4, True),  # im2col throughout
     ],
 )
-def test_a_conv_and_its_relu_train_as_the_two_layers_one_after_the_other(
-    monkeypatch, min_channels, c, f, need_dx
+@pytest.mark.parametrize("pool", [None, (2, 2), (3, 2)])  # none, tiling, overlapping windows
+def test_a_conv_and_its_relu_train_as_the_layers_one_after_the_other(
+    monkeypatch, min_channels, c, f, need_dx, pool
 ):
     monkeypatch.setattr(layers, "WINOGRAD_MIN_CHANNELS", min_channels)
     monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)  # one image per chunk
@@ -172,22 +173,27 @@ def test_a_conv_and_its_relu_train_as_the_two_layers_one_after_the_other(
     rng = np.random.default_rng(c * 10 + f)
     conv = Conv("conv", (5, 6, c), filters=f, size=3, pad=1)
     conv.params = {k: rng.standard_normal(v.shape) for k, v in conv.params.items()}
-    relu = layers.ReLU("relu", conv.output_shape)
-    x = rng.standard_normal((3, 5, 6, c))
-    dout = rng.standard_normal((3, 5, 6, f))
-    dout[0, 0, 0] = 0  # and a few exact zeros of the conv's output below
-
     conv.params["bias"][:] = 0
-    conv.params["weight"][0] = 0
+    conv.params["weight"][0] = 0  # a few exact zeros of the conv's output
+    relu = layers.ReLU("relu", conv.output_shape)
+    pooling = pool and layers.MaxPool("pool", conv.output_shape, *pool)
+    x = rng.standard_normal((3, 5, 6, c))
+    x[1, 1:4, 1:4] = 0  # ties for the max, in ReLU's zeros
+    dout = rng.standard_normal((3, *(pooling or relu).output_shape))
+
     out, conv_cache = conv.forward_train(x)
     relu_out, relu_cache = relu.forward_train(out)
-    dx, grads = conv.backward(relu.backward(dout, relu_cache)[0], conv_cache, need_dx)
+    gradient, last = dout, relu_out
+    if pooling:
+        last, pool_cache = pooling.forward_train(relu_out)
+        gradient = pooling.backward(dout, pool_cache)[0]
+    dx, grads = conv.backward(relu.backward(gradient, relu_cache)[0], conv_cache, need_dx)
 
-    fused = layers.ConvReLU(conv, relu)
+    fused = layers.ConvReLU(conv, relu, pooling)
     fused_out, cache = fused.forward_train(x)
     fused_dx, fused_grads = fused.backward(dout, cache, need_dx)
     assert (relu_out == 0).any()
-    np.testing.assert_allclose(fused_out, relu_out, atol=1e-12)
+    np.testing.assert_allclose(fused_out, last, atol=1e-12)
     assert (fused_dx is None) == (not need_dx)
     if need_dx:
         np.testing.assert_allclose(fused_dx, dx, atol=1e-12)
@@ -210,12 +216,9 @@ def test_a_network_of_winograd_convs_and_relus_matches_finite_differences():
         ],
     }
     net = model.build(spec, seed=1).astype(np.float64)
-    assert [type(step).__name__ for step in network._training_steps(net.layers)] == [
-        "ConvReLU",
-        "ConvReLU",
-        "MaxPool",
-        "FC",
-    ]
+    steps = network._training_steps(net.layers)
+    assert [type(step).__name__ for step in steps] == ["ConvReLU", "ConvReLU", "FC"]
+    assert steps[0].pool is None and steps[1].pool is net.layers[4]
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 6, 5, 2))
     labels = np.array([0, 2])
