@@ -4,7 +4,8 @@
 
 One thread (the trainer gives each core half a batch), the cifar10 architecture, medians
 after two warm-up steps. The layers as the training step runs them: a conv and the ReLU
-after it as one step (model.layers.ConvReLU), shown as `conv1+relu1`.
+after it (and a max pool after that) as one step (model.layers.ConvReLU), shown as
+`conv2+relu2+pool1`.
 --winograd-min-channels changes model.layers.WINOGRAD_MIN_CHANNELS for the run, to compare
 Winograd with im2col layer by layer (a huge number: im2col only).
 Times are absolute: compare runs made back to back, not across days.
@@ -22,10 +23,12 @@ from model.training.malloc import keep_freed_buffers
 
 
 def _label(step) -> tuple[str, str]:
-    """A training step's name and kind: a layer's own, or conv+relu for a ConvReLU."""
-    if isinstance(step, layers.ConvReLU):
-        return f"{step.conv.name}+{step.relu.name}", "conv+relu"
-    return step.name, step.kind
+    """A training step's name and kind: a layer's own, or its layers' joined by + for a
+    ConvReLU."""
+    if not isinstance(step, layers.ConvReLU):
+        return step.name, step.kind
+    parts = [step.conv, step.relu] + ([step.pool] if step.pool else [])
+    return "+".join(part.name for part in parts), "+".join(part.kind for part in parts)
 
 
 def main() -> None:
@@ -61,16 +64,16 @@ def main() -> None:
                 backward[index].append(time.perf_counter() - start)
 
     total_forward = total_backward = 0.0
-    print(f"{'step':12} {'kind':9} {'forward':>9} {'backward':>9}")
+    print(f"{'step':18} {'kind':14} {'forward':>9} {'backward':>9}")
     for index, step in enumerate(steps):
         name, kind = _label(step)
         f = float(np.median(forward[index][2:])) * 1e3
         b = float(np.median(backward[index][2:])) * 1e3
         total_forward, total_backward = total_forward + f, total_backward + b
-        print(f"{name:12} {kind:9} {f:7.1f} ms {b:7.1f} ms")
+        print(f"{name:18} {kind:14} {f:7.1f} ms {b:7.1f} ms")
     total = total_forward + total_backward
     print(
-        f"{'total':22} {total_forward:7.1f} ms {total_backward:7.1f} ms"
+        f"{'total':33} {total_forward:7.1f} ms {total_backward:7.1f} ms"
         f" = {total:.1f} ms for {args.batch} images ({args.batch / total * 1e3:.0f} images/s)"
     )
 
