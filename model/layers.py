@@ -229,7 +229,7 @@ class Conv(Layer):
             dx, dweight, dbias = winograd.gradients(tiles, dout, filters)
             return dx, {"weight": dweight, "bias": dbias}
         if isinstance(dout, ChunkedGradient):
-            dout = dout[:]  # the whole batch at once
+            dout = dout.whole()
         dout_rows = dout.reshape(-1, f)
         dweight = (dout_rows.T @ cols).reshape(f, k, k, c).transpose(0, 3, 1, 2)
         # A product with ones: a sum over the first axis is several times slower.
@@ -324,14 +324,37 @@ class MaxPool(Layer):
         return out, (x, out)
 
     def backward(self, dout: np.ndarray, cache: Any) -> tuple[np.ndarray, Params]:
-        x, out = cache
-        ho, wo, _ = self.output_shape
-        s = self.stride
-        # Windows that neither overlap nor leave inputs out write each input once.
-        tiled = s == self.size and x.shape[1:3] == (ho * s, wo * s)
+        x, _ = cache
+        tiled = self.tiles(x.shape)
         dx = (np.empty if tiled else np.zeros)(x.shape, dtype=dout.dtype)
-        # Which input was the max is found again here rather than stored by forward:
-        # comparing is cheaper than keeping and scattering an argmax array.
+        for window_slice, winner in self._winners(cache):
+            if tiled:  # each input written once
+                np.multiply(dout, winner, out=dx[window_slice])
+            else:
+                dx[window_slice] += dout * winner
+        return dx, {}
+
+    def tiles(self, x_shape: tuple[int, ...]) -> bool:
+        """Whether the windows neither overlap nor leave inputs of x_shape out."""
+        ho, wo, _ = self.output_shape
+        return self.stride == self.size and tuple(x_shape[1:3]) == (ho * self.size, wo * self.size)
+
+    def backward_by_parity(self, dout: np.ndarray, cache: Any) -> np.ndarray:
+        """For 2x2 windows that tile the input: backward's dx as its parity split
+        (N, 2, HO, 2, WO, D), [:, i, :, j] = dx[:, i::2, j::2], each written whole."""
+        x, _ = cache
+        assert self.size == 2 and self.tiles(x.shape)
+        n, ho, wo, d = dout.shape
+        dx = np.empty((n, 2, ho, 2, wo, d), dout.dtype)
+        for index, (_, winner) in enumerate(self._winners(cache)):
+            np.multiply(dout, winner, out=dx[:, index // 2, :, index % 2])
+        return dx
+
+    def _winners(self, cache: Any):
+        """(window slice, which of its inputs get the gradient) for each offset in the
+        window, in order. Which input was the max is found again here rather than stored
+        by forward: comparing is cheaper than keeping and scattering an argmax array."""
+        x, out = cache
         offsets = list(self._offsets())
         unclaimed = None
         for index, window_slice in enumerate(offsets):
@@ -342,11 +365,7 @@ class MaxPool(Layer):
                 winner &= unclaimed
                 if index < len(offsets) - 1:
                     unclaimed ^= winner  # winner is part of unclaimed: this removes it
-            if tiled:
-                np.multiply(dout, winner, out=dx[window_slice])
-            else:
-                dx[window_slice] += dout * winner
-        return dx, {}
+            yield window_slice, winner
 
     def __repr__(self) -> str:
         h, w, d = self.output_shape
@@ -381,20 +400,35 @@ class ConvReLU:
 
 class ChunkedGradient:
     """The gradient of a ConvReLU's conv output, computed for a few images at a time when
-    they are read (gradient[images]): dout back through the max pool, if any, then through
-    the ReLU's mask. Where the pool's maximum is 0 the ReLU let nothing through, so the
-    mask is applied to the pooled gradient (a quarter of the pixels for 2x2)."""
+    they are read: dout back through the max pool, if any, then through the ReLU's mask.
+    Where the pool's maximum is 0 the ReLU let nothing through, so the mask is applied to
+    the pooled gradient (a quarter of the pixels for 2x2).
+
+    gradient[images] is (N, H, W, F), or behind a 2x2 pool that tiles its input, its
+    parity split (N, 2, H / 2, 2, W / 2, F), [:, i, :, j] = [:, i::2, j::2]: the pool
+    writes each window position whole and winograd.gradients reads them so, where the
+    interleaved volume took a strided pass each way. whole() is the batch as a volume."""
 
     def __init__(self, dout, relu_out, pool: MaxPool | None = None, pooled=None):
         self.dout, self.relu_out, self.pool, self.pooled = dout, relu_out, pool, pooled
         self.shape, self.dtype = relu_out.shape, dout.dtype
+        self.by_parity = pool is not None and pool.size == 2 and pool.tiles(relu_out.shape)
 
     def __getitem__(self, images: slice) -> np.ndarray:
         if self.pool is None:
             return self.dout[images] * (self.relu_out[images] > 0)
         pooled = self.pooled[images]
         dout = self.dout[images] * (pooled > 0)
-        return self.pool.backward(dout, (self.relu_out[images], pooled))[0]
+        cache = (self.relu_out[images], pooled)
+        if self.by_parity:
+            return self.pool.backward_by_parity(dout, cache)
+        return self.pool.backward(dout, cache)[0]
+
+    def whole(self) -> np.ndarray:
+        gradient = self[:]
+        if gradient.ndim == 6:
+            gradient = gradient.transpose(0, 2, 1, 4, 3, 5).reshape(self.shape)
+        return gradient
 
 
 class FC(Layer):

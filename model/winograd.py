@@ -104,17 +104,21 @@ G_TAPS_SIGNED = G_TAPS.T * TILE_SIGNS
 def _output_gradient_tiles(dout: np.ndarray, th: int, tw: int) -> np.ndarray:
     """A dY A^T for every 2x2 block of dout, the gradient of the products that made it,
     but for the sign of A's last row (A_SIGNS): (N, H, W, F) -> (16, N * th * tw, F). The
-    transpose of _output_blocks."""
-    n, h, w, f = dout.shape
-    if (h, w) != (2 * th, 2 * tw):  # odd sizes: the cropped row/column had no gradient
-        padded = np.zeros((n, 2 * th, 2 * tw, f), dout.dtype)
-        padded[:, :h, :w] = dout
-        dout = padded
+    transpose of _output_blocks. dout may also come as its parity split
+    (N, 2, th, 2, tw, F), [:, i, :, j] = dout[:, i::2, j::2] (see gradients)."""
+    if dout.ndim == 4:
+        n, h, w, f = dout.shape
+        if (h, w) != (2 * th, 2 * tw):  # odd sizes: the cropped row/column had no gradient
+            padded = np.zeros((n, 2 * th, 2 * tw, f), dout.dtype)
+            padded[:, :h, :w] = dout
+            dout = padded
+        dout = dout.reshape(n, th, 2, tw, 2, f).transpose(0, 2, 1, 4, 3, 5)  # a view
+    n, f = dout.shape[0], dout.shape[-1]
     tiles = np.empty((4, 4, n, th, tw, f), dout.dtype)
     # A = [[1, 0], [1, 1], [1, -1], [0, (-)1]], along rows (for each column j) ...
     rows = []
     for j in range(2):
-        y0, y1 = dout[:, 0::2, j::2], dout[:, 1::2, j::2]
+        y0, y1 = dout[:, 0, :, j], dout[:, 1, :, j]
         rows.append((y0, y0 + y1, y0 - y1, y1))
     # ... then along columns.
     for a in range(4):
@@ -189,7 +193,8 @@ def gradients(
     its weight, as in the forward pass), else None; of its weight (F, C, 3, 3) and of its
     bias (F,). dout is read only as dout[images] (a slice of the batch), and its shape
     and dtype: any object that computes its chunks on demand will do (the ReLU and max
-    pool after a conv, model/layers.py ConvReLU).
+    pool after a conv, model/layers.py ChunkedGradient); a chunk may come as its parity
+    split (N, 2, th, 2, tw, F) (_output_gradient_tiles).
 
     From the forward pass's kept input tiles and the output gradient dout (N, H, W, F), a
     few images at a time, so that dout is read from memory once. Both gradients start from

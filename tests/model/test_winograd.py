@@ -164,20 +164,21 @@ def test_gradients_match_the_loop_convolutions(monkeypatch, chunk_bytes):
     ],
 )
 @pytest.mark.parametrize("pool", [None, (2, 2), (3, 2)])  # none, tiling, overlapping windows
+@pytest.mark.parametrize("h, w", [(5, 6), (6, 4)])  # a 2x2 pool tiles only the second
 def test_a_conv_and_its_relu_train_as_the_layers_one_after_the_other(
-    monkeypatch, min_channels, c, f, need_dx, pool
+    monkeypatch, min_channels, c, f, need_dx, pool, h, w
 ):
     monkeypatch.setattr(layers, "WINOGRAD_MIN_CHANNELS", min_channels)
     monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)  # one image per chunk
     monkeypatch.setattr(winograd, "CHUNK_ROWS", 1)
     rng = np.random.default_rng(c * 10 + f)
-    conv = Conv("conv", (5, 6, c), filters=f, size=3, pad=1)
+    conv = Conv("conv", (h, w, c), filters=f, size=3, pad=1)
     conv.params = {k: rng.standard_normal(v.shape) for k, v in conv.params.items()}
     conv.params["bias"][:] = 0
     conv.params["weight"][0] = 0  # a few exact zeros of the conv's output
     relu = layers.ReLU("relu", conv.output_shape)
     pooling = pool and layers.MaxPool("pool", conv.output_shape, *pool)
-    x = rng.standard_normal((3, 5, 6, c))
+    x = rng.standard_normal((3, h, w, c))
     x[1, 1:4, 1:4] = 0  # ties for the max, in ReLU's zeros
     dout = rng.standard_normal((3, *(pooling or relu).output_shape))
 
@@ -192,6 +193,8 @@ def test_a_conv_and_its_relu_train_as_the_layers_one_after_the_other(
     fused = layers.ConvReLU(conv, relu, pooling)
     fused_out, cache = fused.forward_train(x)
     fused_dx, fused_grads = fused.backward(dout, cache, need_dx)
+    by_parity = layers.ChunkedGradient(dout, relu_out, pooling, last).by_parity
+    assert by_parity == (pool == (2, 2) and (h, w) == (6, 4))
     assert (relu_out == 0).any()
     np.testing.assert_allclose(fused_out, last, atol=1e-12)
     assert (fused_dx is None) == (not need_dx)
