@@ -195,14 +195,17 @@ class Conv(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         return self._forward_im2col(x)[0]
 
-    def forward_train(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
-        """The output, and what backward needs: the input's shape, then either its im2col
-        columns or, by Winograd, its transformed tiles."""
+    def forward_train(self, x: np.ndarray, relu: bool = False) -> tuple[np.ndarray, Any]:
+        """The output (max(0, output) if relu: see ConvReLU), and what backward needs: the
+        input's shape, then either its im2col columns or, by Winograd, its transformed
+        tiles."""
         if self._winograd(x.shape[3]):
             filters = winograd.transform_filters(self.params["weight"])
-            out, tiles = winograd.conv3x3_keeping_tiles(x, filters, self.params["bias"])
+            out, tiles = winograd.conv3x3_keeping_tiles(x, filters, self.params["bias"], relu)
             return out, (x.shape, None, tiles)
         out, cols = self._forward_im2col(x)
+        if relu:
+            np.maximum(out, 0, out=out)
         return out, (x.shape, cols, None)
 
     def _forward_im2col(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -213,30 +216,32 @@ class Conv(Layer):
         out += self.params["bias"]
         return out.reshape(n, ho, wo, f), cols
 
-    def backward(self, dout: np.ndarray, cache: Any, need_dx: bool = True):
+    def backward(self, dout: np.ndarray | ChunkedGradient, cache: Any, need_dx: bool = True):
+        """dx (None unless need_dx) and the gradients; dout may be computed a few images at
+        a time (ConvReLU)."""
         x_shape, cols, tiles = cache
         n, h, w, c = x_shape
         ho, wo, f = self.output_shape
         k, s, p = self.size, self.stride, self.pad
-        dout_rows = dout.reshape(-1, f)
-        # The input's gradient by Winograd: the same full convolution as below, filters
-        # (C, F, 3, 3), flipped.
-        flipped = None
-        if need_dx and self._winograd(f):
-            turned = self.params["weight"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-            flipped = winograd.transform_filters(turned)
-        dx = None
         if tiles is not None:
-            dx, dweight, dbias = winograd.gradients(tiles, dout, flipped)
-        else:
-            dweight = (dout_rows.T @ cols).reshape(f, k, k, c).transpose(0, 3, 1, 2)
-            # A product with ones: a sum over the first axis is several times slower.
-            dbias = np.ones(len(dout_rows), dout.dtype) @ dout_rows
+            # Both gradients from the kept input tiles and dout's tiles.
+            filters = winograd.transform_filters(self.params["weight"]) if need_dx else None
+            dx, dweight, dbias = winograd.gradients(tiles, dout, filters)
+            return dx, {"weight": dweight, "bias": dbias}
+        if isinstance(dout, ChunkedGradient):
+            dout = dout.whole()
+        dout_rows = dout.reshape(-1, f)
+        dweight = (dout_rows.T @ cols).reshape(f, k, k, c).transpose(0, 3, 1, 2)
+        # A product with ones: a sum over the first axis is several times slower.
+        dbias = np.ones(len(dout_rows), dout.dtype) @ dout_rows
         grads = {"weight": np.ascontiguousarray(dweight), "bias": dbias}
         if not need_dx:
             return None, grads
-        if flipped is not None:
-            return (winograd.conv3x3(dout, flipped) if dx is None else dx), grads
+        if self._winograd(f):
+            # The input's gradient by Winograd where the forward pass went by im2col: the
+            # same full convolution as below, filters (C, F, 3, 3), flipped.
+            turned = self.params["weight"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+            return winograd.conv3x3(dout, winograd.transform_filters(turned)), grads
         if s == 1 and p <= k - 1:
             # dx is the "full" convolution of dout with the flipped filters: one more
             # im2col + matrix product, about twice as fast as scattering columns back.
@@ -319,14 +324,37 @@ class MaxPool(Layer):
         return out, (x, out)
 
     def backward(self, dout: np.ndarray, cache: Any) -> tuple[np.ndarray, Params]:
-        x, out = cache
-        ho, wo, _ = self.output_shape
-        s = self.stride
-        # Windows that neither overlap nor leave inputs out write each input once.
-        tiled = s == self.size and x.shape[1:3] == (ho * s, wo * s)
+        x, _ = cache
+        tiled = self.tiles(x.shape)
         dx = (np.empty if tiled else np.zeros)(x.shape, dtype=dout.dtype)
-        # Which input was the max is found again here rather than stored by forward:
-        # comparing is cheaper than keeping and scattering an argmax array.
+        for window_slice, winner in self._winners(cache):
+            if tiled:  # each input written once
+                np.multiply(dout, winner, out=dx[window_slice])
+            else:
+                dx[window_slice] += dout * winner
+        return dx, {}
+
+    def tiles(self, x_shape: tuple[int, ...]) -> bool:
+        """Whether the windows neither overlap nor leave inputs of x_shape out."""
+        ho, wo, _ = self.output_shape
+        return self.stride == self.size and tuple(x_shape[1:3]) == (ho * self.size, wo * self.size)
+
+    def backward_by_parity(self, dout: np.ndarray, cache: Any) -> np.ndarray:
+        """For 2x2 windows that tile the input: backward's dx as its parity split
+        (N, 2, HO, 2, WO, D), [:, i, :, j] = dx[:, i::2, j::2], each written whole."""
+        x, _ = cache
+        assert self.size == 2 and self.tiles(x.shape)
+        n, ho, wo, d = dout.shape
+        dx = np.empty((n, 2, ho, 2, wo, d), dout.dtype)
+        for index, (_, winner) in enumerate(self._winners(cache)):
+            np.multiply(dout, winner, out=dx[:, index // 2, :, index % 2])
+        return dx
+
+    def _winners(self, cache: Any):
+        """(window slice, which of its inputs get the gradient) for each offset in the
+        window, in order. Which input was the max is found again here rather than stored
+        by forward: comparing is cheaper than keeping and scattering an argmax array."""
+        x, out = cache
         offsets = list(self._offsets())
         unclaimed = None
         for index, window_slice in enumerate(offsets):
@@ -337,15 +365,70 @@ class MaxPool(Layer):
                 winner &= unclaimed
                 if index < len(offsets) - 1:
                     unclaimed ^= winner  # winner is part of unclaimed: this removes it
-            if tiled:
-                np.multiply(dout, winner, out=dx[window_slice])
-            else:
-                dx[window_slice] += dout * winner
-        return dx, {}
+            yield window_slice, winner
 
     def __repr__(self) -> str:
         h, w, d = self.output_shape
         return f"POOL {self.size}x{self.size}/{self.stride} -> {h}x{w}x{d}"
+
+
+class ConvReLU:
+    """A Conv, the ReLU after it and the max pool after that, if any, as one training step,
+    with the same numbers as the layers one after the other. By Winograd, the ReLU is taken
+    on each few images of the conv's output while they are in the cache, and the gradient
+    is carried back through the pool and the ReLU's mask a few images at a time, as the
+    conv's backward pass reads it (ChunkedGradient): no whole-batch gradient between them.
+    Network.loss_and_scores trains every such run of layers this way."""
+
+    def __init__(self, conv: Conv, relu: ReLU, pool: MaxPool | None = None):
+        self.conv, self.relu, self.pool = conv, relu, pool
+        self.name = conv.name  # the gradients are the conv's
+
+    def forward_train(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        out, cache = self.conv.forward_train(x, relu=True)
+        if self.pool is None:
+            return out, (cache, out, None)
+        pooled = self.pool.forward(out)
+        return pooled, (cache, out, pooled)
+
+    def backward(self, dout: np.ndarray, cache: Any, need_dx: bool = True):
+        """dx (None unless need_dx) and the conv's gradients."""
+        conv_cache, out, pooled = cache
+        gradient = ChunkedGradient(dout, out, self.pool, pooled)
+        return self.conv.backward(gradient, conv_cache, need_dx)
+
+
+class ChunkedGradient:
+    """The gradient of a ConvReLU's conv output, computed for a few images at a time when
+    they are read: dout back through the max pool, if any, then through the ReLU's mask.
+    Where the pool's maximum is 0 the ReLU let nothing through, so the mask is applied to
+    the pooled gradient (a quarter of the pixels for 2x2).
+
+    gradient[images] is (N, H, W, F), or behind a 2x2 pool that tiles its input, its
+    parity split (N, 2, H / 2, 2, W / 2, F), [:, i, :, j] = [:, i::2, j::2]: the pool
+    writes each window position whole and winograd.gradients reads them so, where the
+    interleaved volume took a strided pass each way. whole() is the batch as a volume."""
+
+    def __init__(self, dout, relu_out, pool: MaxPool | None = None, pooled=None):
+        self.dout, self.relu_out, self.pool, self.pooled = dout, relu_out, pool, pooled
+        self.shape, self.dtype = relu_out.shape, dout.dtype
+        self.by_parity = pool is not None and pool.size == 2 and pool.tiles(relu_out.shape)
+
+    def __getitem__(self, images: slice) -> np.ndarray:
+        if self.pool is None:
+            return self.dout[images] * (self.relu_out[images] > 0)
+        pooled = self.pooled[images]
+        dout = self.dout[images] * (pooled > 0)
+        cache = (self.relu_out[images], pooled)
+        if self.by_parity:
+            return self.pool.backward_by_parity(dout, cache)
+        return self.pool.backward(dout, cache)[0]
+
+    def whole(self) -> np.ndarray:
+        gradient = self[:]
+        if gradient.ndim == 6:
+            gradient = gradient.transpose(0, 2, 1, 4, 3, 5).reshape(self.shape)
+        return gradient
 
 
 class FC(Layer):

@@ -20,8 +20,11 @@ from model import extra_layers  # noqa: F401  (registers conv2d, batchnorm, ... 
 from model.layers import (
     LAYER_KINDS,
     Conv,
+    ConvReLU,
     Layer,
+    MaxPool,
     ReceptiveField,
+    ReLU,
     Shape,
     Softmax,
     softmax,
@@ -153,22 +156,23 @@ class Network:
         """loss() plus the class scores (N, classes) it computed on the way; smoothing is
         the label smoothing of the cross-entropy (0 = plain one-hot targets)."""
         layers = self.layers[:-1] if isinstance(self.layers[-1], Softmax) else self.layers
+        steps = _training_steps(layers)
         caches = []
-        for layer in layers:
-            x, cache = layer.forward_train(x)
+        for step in steps:
+            x, cache = step.forward_train(x)
             caches.append(cache)
         scores = x.reshape(len(x), -1)
         loss, dout = softmax_cross_entropy(x, labels, smoothing)
         grads: dict[str, np.ndarray] = {}
-        for i in range(len(layers) - 1, -1, -1):
-            layer = layers[i]
-            if i == 0 and isinstance(layer, Conv):
+        for i in range(len(steps) - 1, -1, -1):
+            step = steps[i]
+            if i == 0 and isinstance(step, (Conv, ConvReLU)):
                 # Nobody needs the gradient for the input image: skip the col2im.
-                _, layer_grads = layer.backward(dout, caches[i], need_dx=False)
+                _, step_grads = step.backward(dout, caches[i], need_dx=False)
             else:
-                dout, layer_grads = layer.backward(dout, caches[i])
-            for key, grad in layer_grads.items():
-                grads[f"{layer.name}.{key}"] = grad
+                dout, step_grads = step.backward(dout, caches[i])
+            for key, grad in step_grads.items():
+                grads[f"{step.name}.{key}"] = grad
         return loss, grads, scores
 
     # --- weights -------------------------------------------------------------------------
@@ -247,6 +251,22 @@ def _build_layers(definitions: list[dict[str, Any]], input_shape: Shape) -> list
     if not layers:
         raise ValueError("a network needs at least one layer")
     return layers
+
+
+def _training_steps(layers: list[Layer]) -> list[Layer | ConvReLU]:
+    """The layers as the training step computes them: a Conv, the ReLU after it and a max
+    pool after that, if any, as one ConvReLU (the same numbers, fewer passes over memory).
+    Exact types only: a subclass may compute otherwise."""
+    steps: list[Layer | ConvReLU] = []
+    for layer in layers:
+        last = steps[-1] if steps else None
+        if type(layer) is ReLU and type(last) is Conv:
+            steps[-1] = ConvReLU(last, layer)
+        elif type(layer) is MaxPool and type(last) is ConvReLU and last.pool is None:
+            steps[-1] = ConvReLU(last.conv, last.relu, layer)
+        else:
+            steps.append(layer)
+    return steps
 
 
 def _receptive_fields(layers: list[Layer]) -> list[ReceptiveField]:
