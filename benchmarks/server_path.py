@@ -113,7 +113,7 @@ def main() -> None:
                 "lines: uint8-predicted, gzip'd per line (the page's)",
                 lambda: lines("uint8-predicted", stream.Gzip()),
             ),
-            ("saving the run", lambda: store.save(uuid.uuid4().hex, run.dump(), pixels)),
+            ("saving the run", lambda: store.save(uuid.uuid4().hex, run.dump_json(), pixels)),
         ]
 
         def recompute() -> None:
@@ -126,7 +126,7 @@ def main() -> None:
             for name, function, *rest in pieces
         ]
         results.append(("bare forward, again", cpu_ms(lambda: net.forward(x), args.repeats)))
-        store.save(run.id, run.dump(), pixels)  # after the saves above, which evict
+        store.save(run.id, run.dump_json(), pixels)  # after the saves above, which evict
         extra = (
             "recomputing a stored run's volumes (not per run)",
             cpu_ms(recompute, args.repeats),
