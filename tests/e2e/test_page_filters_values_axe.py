@@ -33,11 +33,22 @@ def weights(viewer: Viewer, model: str, index: int) -> np.ndarray:
 def hover_cell(viewer: Viewer, tile: int, row: int, col: int, size: tuple[int, int]) -> None:
     canvas = viewer.page.locator("#filters-grid .filter-tile img").nth(tile)
     canvas.scroll_into_view_if_needed()
-    box = canvas.bounding_box()
     kh, kw = size
-    viewer.page.mouse.move(
-        box["x"] + (col + 0.5) * box["width"] / kw, box["y"] + (row + 0.5) * box["height"] / kh
-    )
+    # The page may still be moving (a run's layers streaming in above the panel, a scroll
+    # settling): aim at a box that stayed put, and again if it moved under the pointer.
+    box = None
+    for _ in range(50):
+        before = canvas.bounding_box()
+        viewer.page.wait_for_timeout(40)
+        if canvas.bounding_box() != before:
+            continue
+        box = before
+        viewer.page.mouse.move(
+            box["x"] + (col + 0.5) * box["width"] / kw, box["y"] + (row + 0.5) * box["height"] / kh
+        )
+        if canvas.bounding_box() == box:
+            return
+    raise AssertionError(f"filter tile {tile} never stopped moving (last box {box})")
 
 
 def shot(viewer: Viewer, name: str) -> None:
