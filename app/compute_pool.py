@@ -145,18 +145,16 @@ class ComputePool:
         self._children: set[_Child] = set()
         self._closed = False
         self.started = 0  # children started so far (for tests and benchmarks)
-        self.batches: list[int] = []  # the sizes of the last batches (for benchmarks)
+        # The sizes of the last batches (for tests and benchmarks).
+        self.batches: deque[int] = deque(maxlen=1000)
 
     def adopt(self, registry: Registry, too_large: Any = None) -> None:
         """Note the networks the server loaded: runs of these, and only while the server
         still holds them, go to the children. `too_large(served)`: runs stored whole."""
         for model_id, served in registry.models.items():
             if too_large is None or not too_large(served):
-                net = served.network
-                run_bytes = sum(math.prod(layer.output_shape) for layer in net.layers)
-                run_bytes *= net.dtype.itemsize
-                limit = max(1, min(self.batch, BATCH_BYTES // max(run_bytes, 1)))
-                self._networks[model_id] = (net, weights_digest(net), limit)
+                limit = max(1, min(self.batch, BATCH_BYTES // max(served.volume_bytes, 1)))
+                self._networks[model_id] = (served.network, weights_digest(served.network), limit)
 
     def serves(self, served: ServedModel) -> bool:
         """Whether a run of `served` is computed by a child."""
@@ -268,7 +266,7 @@ class ComputePool:
 
     async def _compute(self, child: _Child, batch: list[_Pending]) -> None:
         """Send the child its batch and queue what it answers for each run, to its DONE."""
-        self.batches = [*self.batches[-999:], len(batch)]
+        self.batches.append(len(batch))
         try:
             child.send(BATCH, json.dumps([pending.job for pending in batch]).encode())
             for slot, pending in enumerate(batch):

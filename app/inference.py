@@ -74,7 +74,7 @@ def forward_batch(net: Network, pixels: np.ndarray) -> Iterator[tuple[Layer, np.
         return
     x = net.check_input(net.preprocess(pixels))
     for layer in net.layers:
-        if isinstance(layer, BATCH_EXACT) or len(x) == 1:
+        if isinstance(layer, BATCH_EXACT):
             x = layer.forward(x)
         else:
             x = np.concatenate([layer.forward(x[i : i + 1]) for i in range(len(x))])

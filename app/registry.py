@@ -7,6 +7,7 @@ untrained, so the viewer works (and shows what an untrained network does) before
 from __future__ import annotations
 
 import logging
+import math
 import weakref
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -37,6 +38,12 @@ class ServedModel:
     network: model.Network
     trained: bool
     digits: bool
+
+    @property
+    def volume_bytes(self) -> int:
+        """The bytes of one run's volumes, every layer's."""
+        net = self.network
+        return sum(math.prod(layer.output_shape) for layer in net.layers) * net.dtype.itemsize
 
     @property
     def description(self) -> str:

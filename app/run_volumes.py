@@ -20,7 +20,6 @@ a slow forward each time.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import OrderedDict
 from typing import Annotated
@@ -60,9 +59,7 @@ class RunVolumes:
 
     def too_large_for(self, served: ServedModel) -> bool:
         """Whether every run of this model is too large to be held here (`too_large`)."""
-        net = served.network
-        count = sum(math.prod(layer.output_shape) for layer in net.layers)
-        return count * net.dtype.itemsize * 4 > self.max_bytes
+        return served.volume_bytes * 4 > self.max_bytes
 
     def keep(self, run_id: str, volumes: list[np.ndarray]) -> None:
         """Hold a run's volumes (they are not copied: nobody may change them), evicting the

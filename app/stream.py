@@ -290,7 +290,7 @@ def _layer_start(index: int, name: str, kind: str, shape: tuple[int, ...]) -> st
 
 @functools.lru_cache(maxsize=256)
 def _key(key: str) -> str:
-    return json.dumps(key)
+    return _ENCODER.encode(key)
 
 
 def _number(value: float) -> str:

@@ -1,5 +1,5 @@
 """Tasks waiting their turn for one of a pool's members (a process, a worker), served in the
-order they came; shared by app/compute_pool.py and app/decode_pool.py.
+order they came; app/decode_pool.py's (the compute pool's children take batches instead).
 
     member = await waiters.wait(give_back=pool.release)   # when none is free
     if (waiter := waiters.next()) is not None:             # when one comes free
