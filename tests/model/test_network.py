@@ -73,11 +73,27 @@ def test_whole_network_gradient_check():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((3, 8, 8, 2))
     labels = np.array([0, 2, 1])
+    # A handful of entries per parameter: the full check takes too long.
+    check_network_gradients(net, x, labels, atol=1e-5, rtol=1e-4, per_parameter=7)
+
+
+def check_network_gradients(
+    net: model.Network,
+    x: np.ndarray,
+    labels: np.ndarray,
+    atol: float,
+    rtol: float,
+    per_parameter: int | None = None,
+) -> None:
+    """The loss's gradient against central differences, for every entry of every parameter
+    (or about `per_parameter` entries of each, spread over it)."""
     _, grads = net.loss(x, labels)
     h = 1e-6
     for name, value in net.state_dict().items():
-        # Check a handful of entries per parameter: the full check takes too long.
-        for index in list(np.ndindex(value.shape))[:: max(1, value.size // 7)]:
+        indices = list(np.ndindex(value.shape))
+        if per_parameter is not None:
+            indices = indices[:: max(1, value.size // per_parameter)]
+        for index in indices:
             old = value[index]
             value[index] = old + h
             plus = net.loss(x, labels)[0]
@@ -85,7 +101,7 @@ def test_whole_network_gradient_check():
             minus = net.loss(x, labels)[0]
             value[index] = old
             numeric = (plus - minus) / (2 * h)
-            assert abs(numeric - grads[name][index]) < 1e-5 + 1e-4 * abs(numeric), (name, index)
+            assert abs(numeric - grads[name][index]) < atol + rtol * abs(numeric), (name, index)
 
 
 def test_conv_weight_matrices_stay_views_through_loading_and_training():

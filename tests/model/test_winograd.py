@@ -8,6 +8,7 @@ import model
 from model import layers, network, winograd
 from model.layers import Conv
 from tests.model.test_layers import check_layer_gradients, loop_conv
+from tests.model.test_network import check_network_gradients
 
 
 @pytest.mark.parametrize(
@@ -27,13 +28,20 @@ def test_conv3x3_matches_the_loop_convolution(n, h, w, c, f):
     np.testing.assert_allclose(out, loop_conv(x, weight, bias, 1, 1), atol=1e-12)
 
 
-@pytest.mark.parametrize("h, w", [(6, 6), (5, 7), (1, 1), (2, 3)])
-def test_input_tiles_are_b_transpose_d_b_of_every_padded_4x4_tile(h, w):
+def input_tiles_of_random(h: int, w: int) -> tuple[np.random.Generator, np.ndarray, np.ndarray]:
+    """(the generator, a random input (2, h, w, 3), its input tiles) for the tile tests."""
     rng = np.random.default_rng(h * 10 + w)
     x = rng.standard_normal((2, h, w, 3))
     th, tw = winograd._tile_counts(x.shape)
     tiles = np.empty((16, 2, th, tw, 3))
     winograd._input_tiles(x, tiles)
+    return rng, x, tiles
+
+
+@pytest.mark.parametrize("h, w", [(6, 6), (5, 7), (1, 1), (2, 3)])
+def test_input_tiles_are_b_transpose_d_b_of_every_padded_4x4_tile(h, w):
+    _, x, tiles = input_tiles_of_random(h, w)
+    th, tw = tiles.shape[2:4]
     b_t = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
     padded = np.zeros((2, 2 * th + 2, 2 * tw + 2, 3))
     padded[:, 1 : h + 1, 1 : w + 1] = x
@@ -47,11 +55,8 @@ def test_input_tiles_are_b_transpose_d_b_of_every_padded_4x4_tile(h, w):
 @pytest.mark.parametrize("h, w", [(6, 6), (5, 7), (1, 1), (2, 3)])
 def test_the_input_gradient_of_tiles_is_the_transpose_of_making_them(h, w):
     # <tiles of x, dtiles> = <x, _input_gradient(dtiles)> for every x and dtiles.
-    rng = np.random.default_rng(h * 10 + w)
-    x = rng.standard_normal((2, h, w, 3))
-    th, tw = winograd._tile_counts(x.shape)
-    tiles = np.empty((16, 2, th, tw, 3))
-    winograd._input_tiles(x, tiles)
+    rng, x, tiles = input_tiles_of_random(h, w)
+    th, tw = tiles.shape[2:4]
     dtiles = rng.standard_normal(tiles.shape)
     dx = np.empty((2, 2 * th, 2 * tw, 3))
     winograd._input_gradient(dtiles, dx)
@@ -225,15 +230,4 @@ def test_a_network_of_winograd_convs_and_relus_matches_finite_differences():
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 6, 5, 2))
     labels = np.array([0, 2])
-    _, grads = net.loss(x, labels)
-    h = 1e-6
-    for name, value in net.state_dict().items():
-        for index in np.ndindex(value.shape):
-            old = value[index]
-            value[index] = old + h
-            plus = net.loss(x, labels)[0]
-            value[index] = old - h
-            minus = net.loss(x, labels)[0]
-            value[index] = old
-            numeric = (plus - minus) / (2 * h)
-            assert abs(numeric - grads[name][index]) < 1e-6 + 1e-5 * abs(numeric), (name, index)
+    check_network_gradients(net, x, labels, atol=1e-6, rtol=1e-5)
