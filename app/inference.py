@@ -58,10 +58,10 @@ def checked_stats(layer: Layer, volume: np.ndarray) -> dict[str, float]:
     return numbers
 
 
-# Layers whose batched forward gives each image the very bits it gets alone: a product
-# of a whole batch's im2col rows computes every row as alone, ReLU and max pool are per
-# number. A fully connected layer is not (one image's product is BLAS's gemv, a batch's
-# gemm, which sum in another order), nor are imported layers without a check.
+# Layers whose batched forward gives each image the very bits it gets alone: a conv
+# multiplies each image's im2col rows by a product of their own (Conv.forward), ReLU and
+# max pool are per number. A fully connected layer is not (one image's product is BLAS's
+# gemv, a batch's gemm, which sum in another order), nor are imported layers unchecked.
 BATCH_EXACT = (Conv, ReLU, MaxPool)
 
 
