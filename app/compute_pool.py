@@ -552,6 +552,13 @@ class _Runner:
                 for i in range(len(pixels))
                 for layer in range(len(batched))
             )
+            if not self._exact[served.id]:  # slower, not wrong: the operator should know
+                print(
+                    f"convscope compute process {os.getpid()}: a batch of {served.id} runs is "
+                    "not bit for bit their runs alone with this BLAS; they go one by one",
+                    file=sys.stderr,
+                    flush=True,
+                )
         return self._exact[served.id]
 
 

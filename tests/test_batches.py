@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from app import inference, producer, stream
+from app import compute_pool, inference, producer, stream
 from app.api.forward import new_record
 from app.compute_pool import CHUNK, SAVED, ComputePool, ComputeProcessDied
 from app.registry import Registry
@@ -31,6 +31,46 @@ def test_a_batch_gives_each_image_the_bits_it_gets_alone(model_id: str, size: in
         alone = [volume for _, volume, _ in inference.layers(net, pixels[i])]
         for (_, volumes), volume in zip(batched, alone, strict=True):
             assert volumes[i].tobytes() == volume.tobytes()
+
+
+class Channel:
+    """A compute process's channel that keeps what is queued."""
+
+    def __init__(self) -> None:
+        self.frames = []
+
+    def queue(self, kind: int, slot: int, payload: bytes = b"") -> None:
+        self.frames.append((kind, slot, payload))
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_compute_process_finding_batches_inexact_says_so_and_computes_runs_alone(
+    monkeypatch, capsys
+) -> None:
+    registry = Registry.load(("cifar10",))
+    runner = compute_pool._Runner(Channel(), registry, None)
+    assert runner._batch_exact(registry.get("cifar10"))  # exact here, as on every BLAS seen
+    assert capsys.readouterr().err == ""
+
+    honest = inference.forward_batch
+
+    def off_by_one_bit(net, pixels):  # what a BLAS summing a batch otherwise would give
+        for layer, volumes in honest(net, pixels):
+            volumes.view(np.uint32)[-1, 0, 0, 0] ^= 1
+            yield layer, volumes
+
+    monkeypatch.setattr(inference, "forward_batch", off_by_one_bit)
+    groups = []
+    monkeypatch.setattr(
+        producer, "produce_batch", lambda served, jobs, flush=None: groups.append(len(jobs))
+    )
+    runner = compute_pool._Runner(Channel(), registry, None)
+    pixels = np.zeros((32, 32, 3), np.uint8).tobytes()
+    runner.compute([job_for(), job_for(), job_for()], [pixels] * 3)
+    assert groups == [1, 1, 1]
+    assert "not bit for bit their runs alone" in capsys.readouterr().err
 
 
 def test_layers_not_known_to_be_exact_in_a_batch_go_image_by_image() -> None:
