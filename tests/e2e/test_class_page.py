@@ -18,6 +18,7 @@ from PIL import Image
 from playwright.sync_api import Page, expect
 
 from tests.e2e import test_viewer
+from tests.e2e.pointer import point_at_cell
 from tests.e2e.test_viewer import Viewer, _png
 
 viewer_on = test_viewer.viewer_on
@@ -125,9 +126,7 @@ def test_a_link_copied_after_an_upload_restores_the_whole_view(
         volume["x"] + volume["width"] / 2 + 60, volume["y"] + volume["height"] / 2 + 15, steps=4
     )
     page.mouse.up()
-    canvas = page.locator("#slice-canvas").bounding_box()
-    cell = canvas["width"] / 16
-    page.mouse.click(canvas["x"] + 9.5 * cell, canvas["y"] + 2.5 * cell)
+    point_at_cell(page.locator("#slice-canvas"), (16, 16), 2, 9, click=True)
     expect(page.locator("#neuron-panel")).to_have_attribute("data-state", "ready")
     query = teacher.query()
     assert query["run"] == run_id and "sample" not in query

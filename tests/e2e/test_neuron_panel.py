@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e import test_viewer
+from tests.e2e.pointer import point_at_cell
 from tests.e2e.test_viewer import Viewer
 
 # The viewer's own fixtures: a page on the live server that logs no errors and asks
@@ -29,12 +30,8 @@ def exact(viewer: Viewer, run_id: str, layer: int, row: int, col: int, depth: in
 
 
 def click_cell(viewer: Viewer, shape: list[int], row: int, col: int) -> None:
-    canvas = viewer.page.locator("#slice-canvas")
-    canvas.scroll_into_view_if_needed()
-    box = canvas.bounding_box()
     h, w, _ = shape
-    cell = min(box["width"] / w, box["height"] / h)
-    viewer.page.mouse.click(box["x"] + (col + 0.5) * cell, box["y"] + (row + 0.5) * cell)
+    point_at_cell(viewer.page.locator("#slice-canvas"), (h, w), row, col, click=True)
 
 
 def expect_neuron(viewer: Viewer, run_id: str, kind: str, layer: int, row: int, col: int, d: int):

@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e import test_viewer
+from tests.e2e.pointer import point_at, point_at_cell
 from tests.e2e.test_viewer import Viewer
 
 pytestmark = pytest.mark.browser
@@ -31,24 +32,9 @@ def weights(viewer: Viewer, model: str, index: int) -> np.ndarray:
 
 
 def hover_cell(viewer: Viewer, tile: int, row: int, col: int, size: tuple[int, int]) -> None:
-    canvas = viewer.page.locator("#filters-grid .filter-tile img").nth(tile)
-    canvas.scroll_into_view_if_needed()
     kh, kw = size
-    # The page may still be moving (a run's layers streaming in above the panel, a scroll
-    # settling): aim at a box that stayed put, and again if it moved under the pointer.
-    box = None
-    for _ in range(50):
-        before = canvas.bounding_box()
-        viewer.page.wait_for_timeout(40)
-        if canvas.bounding_box() != before:
-            continue
-        box = before
-        viewer.page.mouse.move(
-            box["x"] + (col + 0.5) * box["width"] / kw, box["y"] + (row + 0.5) * box["height"] / kh
-        )
-        if canvas.bounding_box() == box:
-            return
-    raise AssertionError(f"filter tile {tile} never stopped moving (last box {box})")
+    tile_image = viewer.page.locator("#filters-grid .filter-tile img").nth(tile)
+    point_at(tile_image, (col + 0.5) / kw, (row + 0.5) / kh)
 
 
 def shot(viewer: Viewer, name: str) -> None:
@@ -138,12 +124,10 @@ def test_exact_values_are_fetched_only_for_the_slice_read(viewer: Viewer) -> Non
     page.wait_for_timeout(500)
     assert [u for u in requests if "/layers/0." in u] == []  # nothing until a cell is read
     canvas = page.locator("#slice-canvas")
-    box = canvas.bounding_box()
-    cell = box["width"] / 32
-    page.mouse.move(box["x"] + 4.5 * cell, box["y"] + 6.5 * cell)
+    point_at_cell(canvas, (32, 32), 6, 4)
     value = page.locator("#hover-value[data-value]")
     expect(value).to_have_attribute("data-row", "6")
-    page.mouse.move(box["x"] + 9.5 * cell, box["y"] + 6.5 * cell)
+    point_at_cell(canvas, (32, 32), 6, 9)
     expect(value).to_have_attribute("data-col", "9")
     fetched = [u for u in requests if "/layers/0." in u]
     assert fetched == [f"{viewer.base_url}/api/runs/{run_id}/layers/0.npy?slice=2"]

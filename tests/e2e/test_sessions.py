@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e.pointer import point_at_cell
 from tests.e2e.test_viewer import TIMEOUT_MS, Viewer, draw_a_seven
 from tests.e2e.test_viewer import viewer_on as viewer_on  # noqa: F401  (the fixture)
 
@@ -97,11 +98,8 @@ def test_a_class_follows_the_presenter_and_sends_a_digit(viewer_on, live_server:
         )
 
     # A neuron: the presenter points at one, the class reads the same one.
-    canvas = page.locator("#slice-canvas")
     h, w, _ = presenter.models()["mnist"]["layers"][2]["shape"]
-    box = canvas.bounding_box()
-    cell = min(box["width"] / w, box["height"] / h)
-    page.mouse.move(box["x"] + 3.5 * cell, box["y"] + 5.5 * cell)
+    point_at_cell(page.locator("#slice-canvas"), (h, w), 5, 3)
     expect(page.locator("#hover-readout")).to_contain_text("row 5, col 3")
     for follower in followers:
         expect(follower.page.locator("#hover-readout")).to_contain_text("row 5, col 3, depth 4")

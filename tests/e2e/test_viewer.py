@@ -18,6 +18,8 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 
+from tests.e2e.pointer import point_at_cell, still_box
+
 pytestmark = pytest.mark.browser
 
 REASON_MERGED = (
@@ -167,10 +169,8 @@ def test_hover_shows_the_exact_value_from_the_layer_json(viewer: Viewer) -> None
     canvas = viewer.page.locator("#slice-canvas")
     expect(canvas).to_be_visible()
     h, w, _ = viewer.models()["cifar10"]["layers"][2]["shape"]
-    box = canvas.bounding_box()
-    cell = min(box["width"] / w, box["height"] / h)
     row, col = 5, 7
-    viewer.page.mouse.move(box["x"] + (col + 0.5) * cell, box["y"] + (row + 0.5) * cell)
+    point_at_cell(canvas, (h, w), row, col)
 
     value = viewer.page.locator("#hover-value[data-value]")
     expect(value).to_be_visible()
@@ -184,11 +184,11 @@ def test_hover_shows_the_exact_value_from_the_layer_json(viewer: Viewer) -> None
     assert len(shown.lstrip("-").replace(".", "").lstrip("0")) <= 4, shown
     assert float(shown) == pytest.approx(exact, rel=1e-3, abs=1e-6)
     viewer.page.locator("#readout-exact").click()
-    viewer.page.mouse.move(box["x"] + (col + 0.5) * cell, box["y"] + (row + 0.5) * cell)
+    point_at_cell(canvas, (h, w), row, col)
     expect(value).to_have_attribute("data-col", "7")
     assert np.float32(value.inner_text()) == np.float32(exact)
     viewer.page.locator("#readout-exact").click()
-    viewer.page.mouse.move(box["x"] + (col + 0.5) * cell, box["y"] + (row + 0.5) * cell)
+    point_at_cell(canvas, (h, w), row, col)
     expect(viewer.page.locator("#hover-readout")).to_contain_text("row 5, col 7, depth 3")
     # The receptive field of that neuron is outlined on the input: conv2 sees 5x5 pixels.
     expect(viewer.page.locator("#rf-caption")).to_contain_text("rows 3–7, cols 5–9")
@@ -262,28 +262,14 @@ def test_a_reload_restores_model_sample_layer_and_slice(viewer: Viewer) -> None:
     expect(page.locator("#detail-title")).to_contain_text("pool1")
 
 
-def steady_box(page: Page, selector: str) -> dict:
-    """The element scrolled into view and its box once it stops moving: on a phone, pictures
-    still loading above the pad (the channel view's) push it down after the tab is shown."""
-    element = page.locator(selector)
-    element.scroll_into_view_if_needed()
-    box = element.bounding_box()
-    for _ in range(50):
-        page.wait_for_timeout(100)
-        element.scroll_into_view_if_needed()
-        again = element.bounding_box()
-        if again == box:
-            return box
-        box = again
-    return box
-
-
 def draw_a_seven(page: Page) -> None:
     """Draw a "7" on the pad with the mouse: the top bar, then the diagonal."""
     page.locator("#tab-draw").click()
     strokes = [((0.25, 0.2), (0.75, 0.2)), ((0.75, 0.2), (0.4, 0.85))]
     for (x0, y0), (x1, y1) in strokes:
-        box = steady_box(page, "#draw-pad")
+        # On a phone, pictures still loading above the pad (the channel view's) push it down
+        # after the tab is shown.
+        box = still_box(page.locator("#draw-pad"), pause_ms=100)
         page.mouse.move(box["x"] + x0 * box["width"], box["y"] + y0 * box["height"])
         page.mouse.down()
         for step in range(1, 11):
