@@ -135,7 +135,12 @@ class ComputePool:
         most runs one forward computes together (1: one at a time)."""
         self.processes = processes
         self.batch = batch
-        self.config = {"models": list(models), "models_dir": str(models_dir), "runs": runs}
+        self.config = {
+            "models": list(models),
+            "models_dir": str(models_dir),
+            "runs": runs,
+            "batch": batch,
+        }
         # model id -> (the network the children hold too, its weights' sha256, batch limit)
         self._networks: dict[str, tuple[object, str, int]] = {}
         self._queue: deque[_Pending] = deque()
@@ -483,10 +488,11 @@ class _Runner:
     """Computes the child's batches: the jobs that can start go through one forward per
     model (or one by one, for a model whose batched forward is not exact here)."""
 
-    def __init__(self, channel: _Socket, registry: Registry, store: Any):
+    def __init__(self, channel: _Socket, registry: Registry, store: Any, batch: int = BATCH_RUNS):
         self.channel = channel
         self.registry = registry
         self.store = store
+        self.batch = batch  # the most runs a batch can hold: the check covers each place
         self._exact: dict[str, bool] = {}
 
     def compute(self, jobs: list[dict[str, Any]], pixels: list[bytes]) -> None:
@@ -513,7 +519,7 @@ class _Runner:
             groups.setdefault(served.id, (served, []))[1].append(computed)
         self.channel.flush()  # the run lines, before any layer is computed
         for served, group in groups.values():
-            if self._batch_exact(served):
+            if len(group) == 1 or self._batch_exact(served):
                 produce_batch(served, group, self.channel.flush)
             else:
                 for one in group:
@@ -538,12 +544,13 @@ class _Runner:
 
     def _batch_exact(self, served: ServedModel) -> bool:
         """Whether a batched forward gives each image here the bits it gets alone (checked
-        once per model on random images: it depends on the layers and on the BLAS)."""
+        once per model, on random images filling every place of a batch: it depends on the
+        layers and on the BLAS)."""
         if served.id not in self._exact:
             from app import inference
 
             net = served.network
-            shape = (BATCH_RUNS, *net.input_shape)
+            shape = (max(2, self.batch), *net.input_shape)
             pixels = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
             batched = [volumes for _, volumes in inference.forward_batch(net, pixels)]
             alone = [net.forward(net.preprocess(pixels[i : i + 1])) for i in range(len(pixels))]
@@ -571,7 +578,7 @@ def _serve(fd: int) -> None:
         kind, _, payload = channel.receive()
         config = json.loads(payload)
         registry = _load(config)
-        runner = _Runner(channel, registry, _open_store(config["runs"]))
+        runner = _Runner(channel, registry, _open_store(config["runs"]), config["batch"])
         hashes = {key: weights_sha256(served.network) for key, served in registry.models.items()}
     except EOFError:
         return

@@ -55,8 +55,10 @@ def test_a_compute_process_finding_batches_inexact_says_so_and_computes_runs_alo
     assert capsys.readouterr().err == ""
 
     honest = inference.forward_batch
+    checked = []
 
     def off_by_one_bit(net, pixels):  # what a BLAS summing a batch otherwise would give
+        checked.append(len(pixels))
         for layer, volumes in honest(net, pixels):
             volumes.view(np.uint32)[-1, 0, 0, 0] ^= 1
             yield layer, volumes
@@ -66,10 +68,13 @@ def test_a_compute_process_finding_batches_inexact_says_so_and_computes_runs_alo
     monkeypatch.setattr(
         producer, "produce_batch", lambda served, jobs, flush=None: groups.append(len(jobs))
     )
-    runner = compute_pool._Runner(Channel(), registry, None)
+    runner = compute_pool._Runner(Channel(), registry, None, batch=5)
     pixels = np.zeros((32, 32, 3), np.uint8).tobytes()
+    runner.compute([job_for()], [pixels])  # a run alone needs no check
+    assert (groups, checked, capsys.readouterr().err) == ([1], [], "")
     runner.compute([job_for(), job_for(), job_for()], [pixels] * 3)
-    assert groups == [1, 1, 1]
+    assert groups == [1, 1, 1, 1]
+    assert checked == [5]  # every place a batch can have
     assert "not bit for bit their runs alone" in capsys.readouterr().err
 
 
