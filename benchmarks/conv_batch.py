@@ -19,16 +19,13 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from app.registry import Registry
-from model.layers import Conv, _im2col
+from model.layers import Conv
 
 
 def one_product_over_the_batch(self: Conv, x: np.ndarray) -> np.ndarray:
-    """The conv forward as it was before 2026-12-04: the batch's rows in one product."""
-    ho, wo, f = self.output_shape
-    cols = _im2col(x, self.size, self.stride, self.pad, ho, wo)
-    out = cols @ self._weight_matrix()
-    out += self.params["bias"]
-    return out.reshape(x.shape[0], ho, wo, f)
+    """The conv forward as it was before 2026-12-04 (training's): the batch's rows in one
+    product."""
+    return self._forward_im2col(x)[0]
 
 
 WAYS = {

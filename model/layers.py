@@ -198,12 +198,7 @@ class Conv(Layer):
         bits in a batch that it gets alone. One product of the whole batch's rows does not
         promise that: OpenBLAS 0.3.31's Haswell kernels on an AMD EPYC sum some rows of a
         larger product in another order. The same speed at batches of 1 to 256."""
-        n = x.shape[0]
-        ho, wo, f = self.output_shape
-        cols = _im2col(x, self.size, self.stride, self.pad, ho, wo)
-        out = cols.reshape(n, ho * wo, -1) @ self._weight_matrix()
-        out += self.params["bias"]
-        return out.reshape(n, ho, wo, f)
+        return self._forward_im2col(x, per_image=True)[0]
 
     def forward_train(self, x: np.ndarray, relu: bool = False) -> tuple[np.ndarray, Any]:
         """The output (max(0, output) if relu: see ConvReLU), and what backward needs: the
@@ -218,11 +213,16 @@ class Conv(Layer):
             np.maximum(out, 0, out=out)
         return out, (x.shape, cols, None)
 
-    def _forward_im2col(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _forward_im2col(
+        self, x: np.ndarray, per_image: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The output and the im2col columns; per_image: one product per image's rows
+        (see forward), else one over the whole batch's (training's, a little faster)."""
         n = x.shape[0]
         ho, wo, f = self.output_shape
         cols = _im2col(x, self.size, self.stride, self.pad, ho, wo)
-        out = cols @ self._weight_matrix()
+        rows = cols.reshape(n, ho * wo, -1) if per_image else cols
+        out = rows @ self._weight_matrix()
         out += self.params["bias"]
         return out.reshape(n, ho, wo, f), cols
 
