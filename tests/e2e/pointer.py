@@ -5,6 +5,8 @@ and again if the element moved under it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from playwright.sync_api import Locator
 
 PAUSE_MS = 40
@@ -28,16 +30,7 @@ def still_box(element: Locator, pause_ms: int = PAUSE_MS) -> dict:
 def point_at(element: Locator, x: float, y: float, *, click: bool = False) -> dict:
     """Move the pointer (and click, if asked) to the fraction (x, y) of the element's box,
     once the box held still and stayed so under the pointer; returns that box."""
-    mouse = element.page.mouse
-    for _ in range(TRIES):
-        box = still_box(element)
-        mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
-        if element.bounding_box() == box:
-            if click:
-                mouse.down()
-                mouse.up()
-            return box
-    raise AssertionError(f"{element} kept moving under the pointer")
+    return _point(element, lambda box: (x, y), click)
 
 
 def point_at_cell(
@@ -45,8 +38,25 @@ def point_at_cell(
 ) -> dict:
     """point_at the centre of cell (row, col) of an element drawn as `shape` (rows, cols)
     square cells from its top left corner (the largest that fit its box)."""
-    box = still_box(element)
     rows, cols = shape
-    cell = min(box["width"] / cols, box["height"] / rows)
-    x, y = (col + 0.5) * cell / box["width"], (row + 0.5) * cell / box["height"]
-    return point_at(element, x, y, click=click)
+
+    def centre(box: dict) -> tuple[float, float]:
+        cell = min(box["width"] / cols, box["height"] / rows)
+        return (col + 0.5) * cell / box["width"], (row + 0.5) * cell / box["height"]
+
+    return _point(element, centre, click)
+
+
+def _point(element: Locator, fraction: Callable[[dict], tuple[float, float]], click: bool) -> dict:
+    """The pointer at fraction(box) of the element's still box, again if it moved under it."""
+    mouse = element.page.mouse
+    for _ in range(TRIES):
+        box = still_box(element)
+        x, y = fraction(box)
+        mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
+        if element.bounding_box() == box:
+            if click:
+                mouse.down()
+                mouse.up()
+            return box
+    raise AssertionError(f"{element} kept moving under the pointer")
